@@ -1,0 +1,1 @@
+"""Data sources: the synthetic interest world, MovieLens and Amazon Electronics."""

@@ -1,0 +1,1 @@
+"""Layers of DIN, one concept per module, each with a hand-written backward pass."""
