@@ -1,0 +1,36 @@
+"""Dense layer: values against a hand computation and a gradient check."""
+import numpy as np
+import pytest
+
+from tinydin.gradcheck import check_layer
+from tinydin.layers.dense import Dense
+
+
+def test_dense_forward_by_hand():
+    layer = Dense(2, 1, rng=np.random.default_rng(0), dtype=np.float64)
+    layer.params["W"][:] = [[2.0], [-1.0]]
+    layer.params["b"][:] = [0.5]
+    out = layer.forward(np.array([[1.0, 3.0], [0.0, 1.0]]))
+    assert np.array_equal(out, np.array([[-0.5], [-0.5]]))
+
+
+def test_dense_gradients_with_leading_dims():
+    rng = np.random.default_rng(1)
+    layer = Dense(5, 3, rng=rng, dtype=np.float64)
+    layer.params["b"][:] = rng.standard_normal(3)
+    rows = check_layer(layer, [rng.standard_normal((2, 4, 5))])
+    for row in rows:
+        assert row.passed, f"{row.param}: {row.rel_error:.2e}"
+    assert [row.param for row in rows] == ["W", "b", "input[0]"]
+
+
+def test_dense_wrong_width_message():
+    layer = Dense(4, 2, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="width 4"):
+        layer.forward(np.zeros((3, 5), np.float32))
+
+
+def test_dense_keeps_float32():
+    layer = Dense(4, 2, rng=np.random.default_rng(0))
+    out = layer.forward(np.ones((3, 4), np.float32))
+    assert out.dtype == np.float32

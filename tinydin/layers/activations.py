@@ -1,0 +1,208 @@
+"""Activations: Sigmoid, PReLU and Dice (Zhou et al., DIN, KDD 2018, Eq. 8-9).
+
+PReLU and Dice share one form, with a control function p(s) in [0, 1] and a
+learnable slope alpha per unit:
+
+    f(s) = p(s) * s + (1 - p(s)) * alpha * s  =  s * (alpha + (1 - alpha) * p(s))
+
+    PReLU: p(s) = 1[s > 0]                       a hard switch at 0
+    Dice:  p(s) = sigmoid((s - E[s]) / sqrt(Var[s] + eps)),  eps = 1e-8
+                                                 a soft switch at the batch mean
+
+Dice in training uses the mini-batch mean and biased variance of each unit, over
+the rows that `mask` marks as valid (padded behaviours must not shift the
+statistics), and keeps exponential moving averages of them for inference, where
+a row's output no longer depends on the rest of its batch.
+
+Backward (g = dL/df, x the input):
+
+    df/ds direct          = alpha + (1 - alpha) * p
+    dL/dalpha             = sum over valid rows of g * s * (1 - p)
+    dL/dp                 = g * s * (1 - alpha)
+    dL/dz (z = normalised) = dL/dp * p * (1 - p)
+
+and, in training, z depends on every valid row through the mean and the
+variance, so the batch-norm backward applies (n valid rows, sums over them):
+
+    dL/ds += (1 / sqrt(Var + eps)) * (dL/dz - mean(dL/dz) - z * mean(dL/dz * z))
+
+Shapes: x (..., H), mask (...) bool or None. Rows that the mask excludes get
+output 0 and input gradient 0. Call as forward(x, mask, training=...): pass
+`training` by keyword.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinydin.layers.base import Layer, check_dtype
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Return 1 / (1 + exp(-x)) without overflow for large |x|.
+
+    exp is only ever taken of -|x|, which lies in (0, 1].
+    """
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _flatten(x: np.ndarray, mask: np.ndarray | None, width: int, layer: str):
+    """Return x as (N, H) rows and the mask as (N,) bool (all True when None)."""
+    if x.shape[-1] != width:
+        raise ValueError(f"{layer} has {width} units but got input of shape {x.shape}")
+    x2 = x.reshape(-1, width)
+    if mask is None:
+        return x2, np.ones(x2.shape[0], dtype=bool)
+    mask = np.asarray(mask)
+    if mask.shape != x.shape[:-1]:
+        raise ValueError(
+            f"{layer} mask has shape {mask.shape} but the input rows have shape "
+            f"{x.shape[:-1]}; pass one bool per row"
+        )
+    return x2, mask.reshape(-1).astype(bool)
+
+
+class Sigmoid(Layer):
+    """Element-wise logistic function; no parameters."""
+
+    def forward(self, x: np.ndarray, mask: np.ndarray | None = None, training: bool = True) -> np.ndarray:
+        out = sigmoid(x)
+        if mask is not None:
+            out = out * np.asarray(mask)[..., None]
+        self.cache = (out, mask)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        out, mask = self.cache
+        dx = dout * out * (1.0 - out)
+        if mask is not None:
+            dx = dx * np.asarray(mask)[..., None]
+        return dx
+
+
+class PReLU(Layer):
+    """f(s) = s for s > 0, alpha * s otherwise; "alpha" (H,) learnable."""
+
+    def __init__(self, units: int, dtype=np.float32, alpha: float = 0.25) -> None:
+        super().__init__()
+        self.units = units
+        # 0.25 is the initial slope He et al. (2015) used for PReLU.
+        self.params["alpha"] = np.full(units, alpha, dtype=check_dtype(dtype))
+
+    def forward(self, x: np.ndarray, mask: np.ndarray | None = None, training: bool = True) -> np.ndarray:
+        x2, valid = _flatten(x, mask, self.units, "PReLU")
+        alpha = self.params["alpha"]
+
+        p = (x2 > 0).astype(x2.dtype)  # (N, H) the hard control function
+        out = x2 * (alpha + (1.0 - alpha) * p)
+        out[~valid] = 0.0
+
+        self.cache = (x2, p, valid, x.shape)
+        return out.reshape(x.shape)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        x2, p, valid, shape = self.cache
+        alpha = self.params["alpha"]
+        dout2 = dout.reshape(-1, self.units) * valid[:, None]
+
+        self.grads["alpha"] = np.sum(dout2 * x2 * (1.0 - p), axis=0)
+        dx2 = dout2 * (alpha + (1.0 - alpha) * p)
+
+        return dx2.reshape(shape)
+
+
+class Dice(Layer):
+    """Data-adaptive activation: PReLU with a soft switch at the batch mean.
+
+    params: "alpha" (H,). state: "running_mean" and "running_var" (H,), updated
+    as r <- momentum * r + (1 - momentum) * batch value in training forward passes.
+    """
+
+    def __init__(self, units: int, dtype=np.float32, eps: float = 1e-8,
+                 momentum: float = 0.99, alpha: float = 0.0) -> None:
+        super().__init__()
+        dtype = check_dtype(dtype)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"Dice momentum must be in [0, 1), got {momentum}")
+        self.units, self.eps, self.momentum = units, eps, momentum
+        # alpha starts at 0: the official DIN code initialises Dice's alphas to zero.
+        self.params["alpha"] = np.full(units, alpha, dtype=dtype)
+        self.running_mean = np.zeros(units, dtype=dtype)
+        self.running_var = np.ones(units, dtype=dtype)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        for key in ("running_mean", "running_var"):
+            value = np.asarray(state[key])
+            if value.shape != (self.units,):
+                raise ValueError(
+                    f"Dice {key} has shape {value.shape}, expected ({self.units},); "
+                    f"the checkpoint was saved from a model with other layer sizes"
+                )
+            getattr(self, key)[...] = value
+
+    def forward(self, x: np.ndarray, mask: np.ndarray | None = None, training: bool = True) -> np.ndarray:
+        x2, valid = _flatten(x, mask, self.units, "Dice")
+        alpha = self.params["alpha"]
+        n_valid = int(valid.sum())
+
+        if training and n_valid > 0:
+            rows = x2[valid]  # (n, H) statistics come from valid rows only
+            mean = rows.mean(axis=0)
+            var = rows.var(axis=0)  # biased, as in batch normalisation
+            self.running_mean *= self.momentum
+            self.running_mean += (1.0 - self.momentum) * mean
+            self.running_var *= self.momentum
+            self.running_var += (1.0 - self.momentum) * var
+        else:
+            mean, var = self.running_mean, self.running_var
+
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        z = (x2 - mean) * inv_std  # (N, H)
+        p = sigmoid(z)
+        out = x2 * (alpha + (1.0 - alpha) * p)
+        out[~valid] = 0.0
+
+        batch_stats = training and n_valid > 0
+        self.cache = (x2, z, p, inv_std, valid, n_valid, batch_stats, x.shape)
+        return out.reshape(x.shape)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        x2, z, p, inv_std, valid, n_valid, batch_stats, shape = self.cache
+        alpha = self.params["alpha"]
+        dout2 = dout.reshape(-1, self.units) * valid[:, None]
+
+        self.grads["alpha"] = np.sum(dout2 * x2 * (1.0 - p), axis=0)
+        dx2 = dout2 * (alpha + (1.0 - alpha) * p)
+
+        dp = dout2 * x2 * (1.0 - alpha)
+        dz = dp * p * (1.0 - p)  # zero on masked rows, because dout2 is
+
+        if batch_stats:
+            # Batch-norm backward over the n valid rows: z moves with the mean and
+            # the variance, which every valid row shares.
+            dz_valid = dz[valid]
+            z_valid = z[valid]
+            mean_dz = dz_valid.mean(axis=0)
+            mean_dz_z = (dz_valid * z_valid).mean(axis=0)
+            dx2[valid] += inv_std * (dz_valid - mean_dz - z_valid * mean_dz_z)
+        else:
+            dx2 += dz * inv_std
+
+        return dx2.reshape(shape)
+
+
+ACTIVATIONS = ("dice", "prelu", "sigmoid")
+
+
+def make_activation(name: str, units: int, dtype=np.float32) -> Layer:
+    """Build the activation called `name` ("dice", "prelu" or "sigmoid") for `units` units."""
+    if name == "dice":
+        return Dice(units, dtype)
+    if name == "prelu":
+        return PReLU(units, dtype)
+    if name == "sigmoid":
+        return Sigmoid()
+    raise ValueError(f"activation {name!r} is not known; choose one of {', '.join(ACTIVATIONS)}")
