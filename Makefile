@@ -24,7 +24,7 @@ gradcheck: $(STAMP)
 	$(PY) -m tinydin gradcheck
 
 notebooks: $(STAMP)
-	$(PY) -m tinydin.notebooks_run notebooks/*.ipynb
+	$(PY) -m tinydin.notebook_runner notebooks/*.ipynb
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
