@@ -121,8 +121,8 @@ def sum_rows_by_id(ids: np.ndarray, rows: np.ndarray, dtype) -> SparseGrad:
     """
     # Sort the positions by id, then add each run of equal ids with one
     # np.add.reduceat call. For 256 x 50 lookups into 63001 ids (D = 18, 40 %
-    # padding) this took 1.1 ms against 1.8 ms for np.unique + np.add.at, on an
-    # AMD EPYC core with NumPy 2.4, both float32 and float64.
+    # padding) this took about 1.2 ms against 1.8 ms for np.unique + np.add.at,
+    # in float32 and float64 (NumPy 2.4, one AMD EPYC core).
     positions = np.flatnonzero(ids)
     order = positions[np.argsort(ids[positions], kind="stable")]
     sorted_ids = ids[order]
