@@ -178,3 +178,11 @@ def test_make_activation_unknown_name():
 def test_dice_mask_shape_mismatch():
     with pytest.raises(ValueError, match="mask has shape"):
         Dice(3).forward(np.zeros((4, 3), np.float32), np.ones(5, dtype=bool))
+
+
+def test_sigmoid_no_underflow_under_errstate_raise():
+    with np.errstate(all="raise"):
+        for dtype in (np.float32, np.float64):
+            values = sigmoid(np.array([-1000.0, 1000.0], dtype=dtype))
+            assert values[0] == 0.0
+            assert values[1] == 1.0
