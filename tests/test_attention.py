@@ -376,3 +376,23 @@ def test_unknown_unit_rejected():
 def test_unknown_activation_rejected():
     with pytest.raises(ValueError, match="activation 'relu' is not known"):
         ActivationUnit(DIM, activation="relu", rng=np.random.default_rng(0))
+
+
+def test_unit_without_output_bias_has_no_final_b():
+    unit_layer = ActivationUnit(DIM, (4,), "prelu", "concat", rng=np.random.default_rng(0),
+                                dtype=np.float64, output_bias=False)
+    assert "layer1.b" not in unit_layer.params
+    assert "layer0.b" in unit_layer.params
+    q, keys = batch()
+    rows = check_layer(unit_layer, [q, keys, MASK], wrt=(0, 1))
+    assert all(row.passed for row in rows), format_rows(rows)
+
+
+@pytest.mark.parametrize("unit", ["outer", "concat"])
+def test_unit_no_hidden_no_bias_gradients(unit):
+    unit_layer = ActivationUnit(DIM, (), "dice", unit, rng=np.random.default_rng(3),
+                                dtype=np.float64, output_bias=False)
+    assert list(unit_layer.params) == ["layer0.W"]
+    q, keys = batch()
+    rows = check_layer(unit_layer, [q, keys, MASK], wrt=(0, 1))
+    assert all(row.passed for row in rows), format_rows(rows)

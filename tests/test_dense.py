@@ -34,3 +34,14 @@ def test_dense_keeps_float32():
     layer = Dense(4, 2, rng=np.random.default_rng(0))
     out = layer.forward(np.ones((3, 4), np.float32))
     assert out.dtype == np.float32
+
+
+def test_dense_without_bias():
+    rng = np.random.default_rng(2)
+    layer = Dense(3, 2, rng=rng, dtype=np.float64, bias=False)
+    assert list(layer.params) == ["W"]
+    x = rng.standard_normal((4, 3))
+    assert np.array_equal(layer.forward(x), x @ layer.params["W"])
+    rows = check_layer(layer, [x])
+    assert [row.param for row in rows] == ["W", "input[0]"]
+    assert all(row.passed for row in rows)

@@ -102,6 +102,10 @@ class ActivationUnit(Layer):
     values are the inner layers' own arrays, so update parameters in place.
     state() returns the running statistics of every Dice, keyed
     "act<i>.running_mean" and "act<i>.running_var".
+
+    output_bias=False drops the output layer's bias. Use it when the scores go
+    through a softmax: adding a constant to every score changes no weight, so
+    that bias would get a gradient of exactly zero and never learn.
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class ActivationUnit(Layer):
         rng: np.random.Generator,
         dtype=np.float32,
         materialized: bool = False,
+        output_bias: bool = True,
     ) -> None:
         super().__init__()
         dtype = check_dtype(dtype)
@@ -133,8 +138,10 @@ class ActivationUnit(Layer):
         self.dense_layers: list[Dense] = []
         self.activations: list[Layer] = []
         for i in range(len(widths) - 1):
-            init = "xavier" if i == len(widths) - 2 else "he"
-            self.dense_layers.append(Dense(widths[i], widths[i + 1], rng=rng, dtype=dtype, init=init))
+            last = i == len(widths) - 2
+            init = "xavier" if last else "he"
+            bias = output_bias or not last
+            self.dense_layers.append(Dense(widths[i], widths[i + 1], rng=rng, dtype=dtype, init=init, bias=bias))
         for width in self.hidden:
             self.activations.append(make_activation(activation, width, dtype))
 
@@ -254,9 +261,15 @@ class ActivationUnit(Layer):
         outer = weight[dim:dim + dim * dim].reshape(dim, dim, hidden)  # M[i, j, h] multiplies q_i k_j
         return weight[:dim], outer, weight[dim + dim * dim:]
 
+    def _set_first_layer_grads(self, dweight, dpre_rows):
+        first = self.dense_layers[0]
+        first.grads = {"W": dweight}
+        if "b" in first.params:
+            first.grads["b"] = dpre_rows.sum(axis=0)
+
     def _concat_forward(self, q, sample_index, k_rows):
         w_q, w_k, w_d, w_p = self._weight_blocks()
-        bias = self.dense_layers[0].params["b"]
+        bias = self.dense_layers[0].params.get("b", 0.0)  # no bias: hidden=() and output_bias=False
         q_rows = q[sample_index]  # (N, D)
 
         q_part = q @ (w_q + w_d)  # (B, H), once per sample
@@ -278,7 +291,7 @@ class ActivationUnit(Layer):
 
         # W_d enters as +W_d in q's block and -W_d in k's block.
         dweight = np.concatenate([dq_weight, dk_weight, dq_weight - dk_weight, dproduct_weight], axis=0)
-        self.dense_layers[0].grads = {"W": dweight, "b": dpre.sum(axis=0)}
+        self._set_first_layer_grads(dweight, dpre)
 
         dproduct = dpre @ w_p.T  # (N, D), gradient of q * k_t
         dq = dpre_per_sample @ (w_q + w_d).T + sum_per_sample(dproduct * k_rows, counts)
@@ -290,7 +303,7 @@ class ActivationUnit(Layer):
 
     def _outer_forward(self, q, keys, mask, sample_index, position_index):
         w_k, outer, w_q = self._weight_blocks()
-        bias = self.dense_layers[0].params["b"]
+        bias = self.dense_layers[0].params.get("b", 0.0)  # no bias: hidden=() and output_bias=False
 
         # P[b, j, h] = sum_i q[b, i] M[i, j, h], as one (B, D) @ (D, D*H) matmul.
         # Adding W_k gives k_t's whole first-layer weight for sample b.
@@ -326,7 +339,7 @@ class ActivationUnit(Layer):
         dweight = np.concatenate(
             [dk_weight.sum(axis=0), douter.reshape(dim * dim, -1), q.T @ dpre_per_sample], axis=0
         )
-        self.dense_layers[0].grads = {"W": dweight, "b": dpre_per_sample.sum(axis=0)}
+        self._set_first_layer_grads(dweight, dpre_per_sample)
 
         # dq_i = sum_jh M[i, j, h] G[b, j, h] from the bilinear term, plus q's own block.
         dq = dpre_per_sample @ w_q.T + dk_weight.reshape(num_samples, -1) @ outer.reshape(dim, -1).T

@@ -16,10 +16,14 @@ from tinydin.layers.base import Layer, check_dtype
 
 
 class Dense(Layer):
-    """Affine layer with weight "W" (H_in, H_out) and bias "b" (H_out,)."""
+    """Affine layer with weight "W" (H_in, H_out) and bias "b" (H_out,).
+
+    bias=False drops "b", for a layer whose bias cannot change the loss (the
+    last layer of the activation unit under a softmax, which is shift-invariant).
+    """
 
     def __init__(self, in_dim: int, out_dim: int, *, rng: np.random.Generator,
-                 dtype=np.float32, init: str = "he") -> None:
+                 dtype=np.float32, init: str = "he", bias: bool = True) -> None:
         super().__init__()
         if in_dim < 1 or out_dim < 1:
             raise ValueError(f"Dense needs positive sizes, got in_dim={in_dim}, out_dim={out_dim}")
@@ -34,7 +38,8 @@ class Dense(Layer):
             raise ValueError(f"init {init!r} is not known; use 'he' or 'xavier'")
         self.in_dim, self.out_dim = in_dim, out_dim
         self.params["W"] = (rng.standard_normal((in_dim, out_dim)) * std).astype(dtype)
-        self.params["b"] = np.zeros(out_dim, dtype=dtype)
+        if bias:
+            self.params["b"] = np.zeros(out_dim, dtype=dtype)
         self.cache = None
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
@@ -46,7 +51,9 @@ class Dense(Layer):
         leading = x.shape[:-1]
         x2 = x.reshape(-1, self.in_dim)  # (N, H_in)
 
-        out = x2 @ self.params["W"] + self.params["b"]  # (N, H_out)
+        out = x2 @ self.params["W"]  # (N, H_out)
+        if "b" in self.params:
+            out += self.params["b"]
 
         self.cache = (x2, leading)
         return out.reshape(*leading, self.out_dim)
@@ -56,7 +63,8 @@ class Dense(Layer):
         dout2 = dout.reshape(-1, self.out_dim)  # (N, H_out)
 
         self.grads["W"] = x2.T @ dout2
-        self.grads["b"] = dout2.sum(axis=0)
+        if "b" in self.params:
+            self.grads["b"] = dout2.sum(axis=0)
         dx2 = dout2 @ self.params["W"].T
 
         return dx2.reshape(*leading, self.in_dim)
