@@ -260,6 +260,41 @@ def test_softmax_attention_sums_to_one():
     assert sums[2] == 0.0  # sample 3 has no history
 
 
+def test_history_attention_per_candidate():
+    from tinydin.plots import history_attention
+
+    samples = tiny_samples()
+    model = DIN(small_config(samples))
+    _randomize(model, np.random.default_rng(8))
+    candidates = np.array([[2, 1], [5, 2]], dtype=np.int32)
+    weights, history = history_attention(model, samples, 0, candidates)
+    assert weights.shape == (2, 3)
+    assert history.tolist() == [[1, 1], [2, 1], [3, 2]]
+
+    # Row c equals the weights of a batch that holds sample 0 with candidate c.
+    batch = make_batch(samples, [0], max_len=4)
+    batch.candidate = candidates[1:]
+    np.testing.assert_allclose(weights[1], model.predict_attention(batch)[0], rtol=1e-12)
+
+
+def test_attention_heatmap_file(tmp_path):
+    from tinydin.plots import plot_attention
+
+    path = tmp_path / "attention.png"
+    figure = plot_attention(np.array([[0.1, 0.5, 0.0], [0.3, 0.2, 0.9]]), ["a", "b"], ["x", "y", "z"], path)
+    assert path.stat().st_size > 1000
+    axes = figure.axes[0]
+    assert [label.get_text() for label in axes.get_xticklabels()] == ["x", "y", "z"]
+    assert [label.get_text() for label in axes.get_yticklabels()] == ["a", "b"]
+
+
+def test_attention_heatmap_label_count():
+    from tinydin.plots import plot_attention
+
+    with pytest.raises(ValueError, match="got 1 candidate labels and 3 history labels"):
+        plot_attention(np.zeros((2, 3)), ["a"], ["x", "y", "z"])
+
+
 # Popularity ---------------------------------------------------------------------
 
 def test_popularity_by_hand():

@@ -134,6 +134,17 @@ def test_quiet_logs_at_debug(splits, caplog):
     assert caplog.records == []
 
 
+def test_curves_plot(splits, tmp_path):
+    from tinydin.plots import plot_curves
+
+    result = train(small_model(splits), splits, quick_config())
+    figure = plot_curves(result.history, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    loss_axes, auc_axes = figure.axes
+    assert [line.get_label() for line in auc_axes.get_lines()] == ["validation AUC", "validation GAUC"]
+    assert list(loss_axes.get_lines()[0].get_ydata()) == [row["train_loss"] for row in result.history]
+
+
 # evaluate -------------------------------------------------------------------------
 
 def test_evaluate_keys(splits):
