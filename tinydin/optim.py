@@ -102,6 +102,10 @@ def _declared_tables(layer) -> set[str]:
 
     Embedding layers are known by type before their first backward pass; any
     other layer's table is recognised by its SparseGrad.
+
+    NOTE: a table in a layer of another type is unknown until it has a
+    SparseGrad, so a missing occurrence count for it raises at the first
+    step(), not at construction.
     """
     names = {name for name, grad in layer.grads.items() if isinstance(grad, SparseGrad)}
     if isinstance(layer, Embedding):
