@@ -19,7 +19,7 @@ from benchmarks.context import Context, missing_modules, skipped
 from benchmarks.flops import Shape, base_forward_flops, din_forward_flops, training_flops
 from benchmarks.report import code_block, rate, table
 from benchmarks.steps import build_trainer
-from benchmarks.timing import Timing, time_calls
+from benchmarks.timing import Timing, time_calls, time_interleaved
 from benchmarks.workloads import Workload, make_batches, make_samples, model_config, padded_positions, valid_positions
 
 # Batches cycled through by each timing loop, so steps see different ids.
@@ -95,6 +95,44 @@ def run_step(context: Context) -> str:
         f"{context.repeats} timed calls after {context.warmup} warm-up calls, cycling through "
         f"{BATCH_POOL} prebuilt batches; p10-p90 in brackets. GEMM rate of this machine: "
         f"{gemm:.1f} GFLOP/s (float32, 2048 x 2048)."
+    )
+    return intro + "\n\n" + table(header, rows) + "\n\n" + thread_table(context)
+
+
+def thread_table(context: Context) -> str:
+    """Time the B = 256, T = 50 step with one BLAS thread and with the configured count, interleaved."""
+    from benchmarks.machine import blas_threads, set_blas_threads
+
+    configured = blas_threads()
+    if configured is None or configured < 2:
+        return f"_BLAS thread comparison skipped: NumPy's BLAS thread count is {configured}._"
+
+    workload, samples, batches = workload_data(256, 50, context.seed)
+    rows = []
+    try:
+        for label, kind, overrides in (MODELS[0], MODELS[2], MODELS[4]):
+            trainer = build_trainer(kind, model_config(workload, **overrides), samples, embedding_reg="mba")
+
+            def step_with(threads, trainer=trainer):
+                def call(i):
+                    set_blas_threads(threads)
+                    return trainer.step(batches[i % BATCH_POOL])
+                return call
+
+            timings = time_interleaved({1: step_with(1), configured: step_with(configured)},
+                                       context.warmup, context.repeats)
+            rows.append([label, timings[1].ms(), timings[configured].ms(),
+                         f"{timings[1].median / timings[configured].median:.2f}"])
+    finally:
+        set_blas_threads(configured)
+
+    header = ["model", "1 BLAS thread ms (p10-p90)", f"{configured} BLAS threads ms (p10-p90)",
+              f"time ratio 1 / {configured}"]
+    intro = (
+        f"The same B = 256, T = 50 step with OpenBLAS limited to 1 thread and with its configured "
+        f"{configured} threads, alternating in 5 rounds. A DIN step is a chain of small products "
+        f"(thousands of rows by 36 to 200 columns), so a second thread gains little and loses "
+        f"much when other processes compete for the cores."
     )
     return intro + "\n\n" + table(header, rows)
 

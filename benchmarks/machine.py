@@ -123,6 +123,29 @@ def blas_info() -> dict[str, str]:
     return info
 
 
+def set_blas_threads(count: int) -> bool:
+    """Set the number of threads NumPy's OpenBLAS uses; return False when it cannot be set."""
+    lib = _openblas_library()
+    if lib is None:
+        return False
+    for prefix in ("scipy_openblas_", "openblas_"):
+        for tail in ("64_", ""):
+            function = getattr(lib, f"{prefix}set_num_threads{tail}", None)
+            if function is not None:
+                function.argtypes = [ctypes.c_int]
+                function(int(count))
+                return True
+    return False
+
+
+def blas_threads() -> int | None:
+    """Return the number of threads NumPy's OpenBLAS uses now, or None when unknown."""
+    lib = _openblas_library()
+    if lib is None:
+        return None
+    return _call_openblas(lib, "get_num_threads", ctypes.c_int)
+
+
 def torch_version() -> str | None:
     """Return the installed torch version without importing torch, or None.
 

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.context import Context  # noqa: E402
-from benchmarks.machine import describe_machine, load_average, machine_table  # noqa: E402
+from benchmarks.machine import describe_machine, load_average, machine_table, set_blas_threads  # noqa: E402
 
 NOTES = Path(__file__).resolve().parent / "notes.md"
 
@@ -86,9 +86,16 @@ def main(argv=None) -> int:
                         help="one shape (B = 256, T = 50) and a partial Amazon-sized epoch")
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per measurement (at least 30)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls before each measurement")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="set the number of OpenBLAS threads NumPy uses (default: leave it as configured)")
     args = parser.parse_args(argv)
     if args.repeats < 30:
         parser.error(f"--repeats {args.repeats} is below 30; medians need at least 30 timed calls")
+    if args.blas_threads is not None:
+        if args.blas_threads < 1:
+            parser.error(f"--blas-threads {args.blas_threads} is invalid; pass 1 or more")
+        if not set_blas_threads(args.blas_threads):
+            parser.error("--blas-threads needs NumPy linked to OpenBLAS, and no OpenBLAS library was found")
 
     context = Context(quick=args.quick, warmup=args.warmup, repeats=args.repeats)
     machine = describe_machine()
