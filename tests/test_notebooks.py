@@ -75,6 +75,18 @@ def test_runner_ignores_raises_exception_tag(tmp_path):
         execute_notebook(path)
 
 
+def test_runner_saves_figures_under_agg(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    path = write_notebook(
+        tmp_path / "figure.ipynb",
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()",
+    )
+
+    outputs = execute_notebook(path).notebook.cells[0].outputs
+
+    assert any("image/png" in out.get("data", {}) for out in outputs)
+
+
 def test_run_notebooks_writes_outputs(tmp_path, capsys):
     good = write_notebook(tmp_path / "good.ipynb", "print(6 * 7)")
     broken = write_notebook(tmp_path / "broken.ipynb", "raise KeyError('missing')")

@@ -37,6 +37,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 import tinydin
 
 DEFAULT_KERNEL = "python3"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 DEFAULT_CELL_TIMEOUT = 60.0  # seconds per cell, because a whole notebook must finish in under a minute
 
 # Runs silently before the notebook's own cells; its one line of output is JSON.
@@ -116,8 +117,9 @@ def execute_notebook(
 ) -> ExecutionResult:
     """Run every code cell of the notebook at `path` in a new kernel; write nothing.
 
-    The kernel starts in the notebook's folder. Errors are never allowed, not
-    even in cells tagged "raises-exception". Raises NotebookError naming the
+    The kernel starts in the notebook's folder, with matplotlib's inline backend
+    so that figures are saved as outputs. Errors are never allowed, not even in
+    cells tagged "raises-exception". Raises NotebookError naming the
     notebook and the failing cell, with the kernel's traceback.
     """
     path = Path(path)
@@ -132,10 +134,14 @@ def execute_notebook(
         record_timing=False,
     )
 
+    # The kernel inherits this environment. Another MPLBACKEND (Agg is common in
+    # CI) would run every plotting cell and save no figure.
+    env = {**os.environ, "MPLBACKEND": INLINE_BACKEND}
+
     start = time.perf_counter()
     index, cell = -1, None
     try:
-        with client.setup_kernel(cwd=str(path.parent.resolve())):
+        with client.setup_kernel(cwd=str(path.parent.resolve()), env=env):
             if check_kernel:
                 _check_kernel(client, path, kernel_name)
 
