@@ -93,3 +93,15 @@ def test_iterate_shuffle_seeded():
     again = [b.index.tolist() for b in iterate_batches(ragged_samples(), 2, 4, shuffle=True, rng=3)]
     assert first == again
     assert sorted(sum(first, [])) == [0, 1, 2, 3]
+
+
+def test_batch_no_stored_history():
+    s = Samples(
+        item_fields=("item",), vocab_sizes=(3,),
+        candidate=np.array([[1], [2]], dtype=np.int32), history=np.zeros((0, 1), dtype=np.int32),
+        hist_start=np.zeros(2, dtype=np.int64), hist_end=np.zeros(2, dtype=np.int64),
+        label=np.zeros(2, dtype=np.float32), user=np.array([1, 2], dtype=np.int32),
+    )
+    batch = make_batch(s, [0, 1], max_len=4)
+    assert batch.history.shape == (2, 1, 1)
+    assert not batch.mask.any()

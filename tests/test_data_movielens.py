@@ -118,7 +118,7 @@ def test_detect_format(tmp_path):
 
 
 def test_detect_format_empty_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="holds no MovieLens release"):
+    with pytest.raises(FileNotFoundError, match="contains no MovieLens release"):
         detect_format(tmp_path)
 
 

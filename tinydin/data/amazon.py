@@ -19,7 +19,7 @@ Recipe (Zhou et al., KDD 2018, and their released preprocessing):
                   second-to-last is validation, the rest train
 
 The validation split is not part of the published recipe, which has only train
-and test. It is taken from train so model selection never sees the test set.
+and test. It is taken from train so that model selection never uses the test set.
 Ids are remapped to 1..V: items by asin, categories by name, users by reviewerID,
 each in sorted order.
 """

@@ -10,7 +10,7 @@ timestamp and equal timestamps kept in file order. It measures how well a model
 predicts whether a user will like a movie they are known to watch.
 
 Task "next" (the Amazon recipe applied to ratings): every rated movie is a
-behaviour; for every rating after the first, the rated movie is a positive (1) and
+behaviour. For every rating after the first, the rated movie is a positive (1) and
 one fixed random movie the user never rated is a negative (0), both with the same
 history. It measures how well a model tells what a user watches next from what
 they do not.
@@ -99,7 +99,7 @@ def detect_format(data_dir) -> str:
         return "100k"
     present = sorted(p.name for p in folder.iterdir())[:10]
     raise FileNotFoundError(
-        f"{folder} holds no MovieLens release: expected ratings.csv + movies.csv "
+        f"{folder} contains no MovieLens release: expected ratings.csv + movies.csv "
         f"(ml-latest-small, ml-20m, ml-25m), ratings.dat + movies.dat (ml-1m) or "
         f"u.data + u.item (ml-100k); found {present}"
     )
@@ -374,7 +374,7 @@ def fetch_movielens(name: str = "ml-latest-small", data_home=None,
                     base_url: str = GROUPLENS_URL, timeout: float = 60.0) -> Path:
     """Download, verify and extract a GroupLens MovieLens release; return its folder.
 
-    If data_home/<name> already holds the release's files, nothing is downloaded.
+    If data_home/<name> already contains the release's files, nothing is downloaded.
     Otherwise <base_url>/<name>.zip is downloaded into data_home, its MD5 is
     checked against <base_url>/<name>.zip.md5 when that file can be fetched (a
     mismatch raises), the archive's CRCs and expected files are checked, and it

@@ -6,7 +6,7 @@ file order) yields one sample per behaviour after the first:
     sample k (k = 1..n-1): candidate b_k, history b_0 .. b_{k-1}
 
 All samples of a user point into the same stored sequence, so the history array
-holds each behaviour once (M = number of behaviours) and the ranges overlap.
+contains each behaviour once (M = number of behaviours) and the ranges overlap.
 
 Negatives for the next-item recipes (Amazon; MovieLens task "next") are drawn once,
 uniformly from the items the user never interacted with, one per positive.

@@ -2,7 +2,7 @@
 
 Items have two fields, ("item", "category"). Each category is split into sub-topics,
 and every item has a unit latent vector v close to its sub-topic's centre. A user
-has a few interest categories and, inside each, likes only some sub-topics; the
+has a few interest categories and likes only some sub-topics inside each. The
 history draws its items from those liked sub-topics, with some uniform noise.
 
 A candidate is drawn from one of the user's interest categories (any sub-topic, so
@@ -52,8 +52,8 @@ class SyntheticOptions:
     items_per_subtopic: int = 10        # items per sub-topic (catalogue = product of three)
     latent_dim: int = 8                 # width k of the hidden item vectors
     item_spread: float = 0.35           # spread of items around their sub-topic centre
-    min_interests: int = 2              # fewest interest categories per user
-    max_interests: int = 4              # most interest categories per user
+    min_interests: int = 2              # minimum number of interest categories per user
+    max_interests: int = 4              # maximum number of interest categories per user
     liked_subtopics: int = 2            # sub-topics a user likes inside each interest
     min_len: int = 5                    # shortest history
     max_len: int = 50                   # longest history
@@ -115,7 +115,7 @@ def make_synthetic(options: SyntheticOptions | None = None, seed: int = 0) -> Sa
     n = n_users * options.samples_per_user
     sample_user = np.repeat(np.arange(n_users), options.samples_per_user)
 
-    # Each sample sees a window of its user's sequence: length L, ending at e.
+    # Each sample uses a window of its user's sequence: length L, ending at e.
     length = rng.integers(options.min_len, options.max_len + 1, size=n)
     end = rng.integers(length, seq_len + 1)
     window_start = sample_user * seq_len + end - length  # into sequences.reshape(-1)
@@ -178,7 +178,7 @@ def _make_world(options: SyntheticOptions, rng: np.random.Generator) -> _World:
     scatter = rng.standard_normal((options.n_items, options.latent_dim))
     vector = _unit(centres[subtopic] + options.item_spread * _unit(scatter)).astype(np.float32)
 
-    # Public ids are shuffled so that an id says nothing about its category.
+    # Public ids are shuffled so that an id carries no information about its category.
     item_id = rng.permutation(options.n_items) + 1
 
     n_interests = rng.integers(options.min_interests, options.max_interests + 1,
@@ -287,7 +287,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def rank_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """AUC from ranks with tied scores sharing their average rank; NaN for one class.
 
-    Used here for the oracle summary of generated data; tinydin.metrics holds the
+    Used here for the oracle summary of generated data; tinydin.metrics contains the
     metric the models are evaluated with.
     """
     scores = np.asarray(scores, dtype=np.float64)
