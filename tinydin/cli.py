@@ -357,9 +357,10 @@ def _compare_table(runs: list[dict], seeds: list[int]) -> str:
 
     oracle = [run["test"].get("oracle_auc") for run in runs if run["model"] == "din"]
     if oracle and all(value is not None for value in oracle):
+        oracle_gauc = [run["test"].get("oracle_gauc") for run in runs if run["model"] == "din"]
         oracle_logloss = [run["test"]["oracle_logloss"] for run in runs if run["model"] == "din"]
-        oracle_gauc = "-"
-        rows.append(["oracle (true p)", _summary(oracle, 4), oracle_gauc, _summary(oracle_logloss, 4), "-", "-", "-"])
+        rows.append(["oracle (true p)", _summary(oracle, 4), _summary(oracle_gauc, 4), _summary(oracle_logloss, 4),
+                     "-", "-", "-"])
 
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(header, widths)) + " |",

@@ -125,7 +125,8 @@ def evaluate(model, samples: Samples, batch_size: int = 4096) -> dict:
     gauc is None (and gauc_skipped_users the number of users left out) when no
     user has both a click and a non-click. For samples that carry the true click
     probability (synthetic data), oracle_auc and oracle_logloss are what the
-    truth itself scores: the ceiling a model can reach on these labels.
+    truth itself scores (oracle_gauc too, when gauc is defined): the ceiling a
+    model can reach on these labels.
     """
     if len(samples) == 0:
         raise ValueError("cannot evaluate on an empty split; check the data split fractions")
@@ -148,6 +149,7 @@ def evaluate(model, samples: Samples, batch_size: int = 4096) -> dict:
     if samples.true_prob is not None:
         result["oracle_auc"] = auc(labels, samples.true_prob)
         result["oracle_logloss"] = log_loss(labels, samples.true_prob)
+        result["oracle_gauc"] = None if result["gauc"] is None else gauc(labels, samples.true_prob, samples.user)
     return result
 
 
