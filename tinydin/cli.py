@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="learning rate schedule; step halves it after every epoch (default: the dataset's default)")
     train.add_argument("--reg-lambda", type=float,
                        help="lambda of the embedding regularization (default: the dataset's default)")
+    train.add_argument("--patience", type=int,
+                       help="stop after this many epochs without a better validation AUC; 0 never stops early "
+                            "(default: the dataset's default)")
     train.add_argument("--seed", type=int, default=0,
                        help="seed of the data split, the initial parameters and the shuffling (default 0)")
     train.add_argument("--out", type=Path, help="output folder (default runs/<data>-<model>)")
@@ -199,7 +202,7 @@ def run_train(args) -> int:
         model_overrides["attention_activation"] = args.activation
     train_overrides = {"verbose": not args.quiet}
     flags = (("reg", "embedding_reg"), ("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
-             ("schedule", "schedule"), ("reg_lambda", "reg_lambda"))
+             ("schedule", "schedule"), ("reg_lambda", "reg_lambda"), ("patience", "patience"))
     for flag, key in flags:
         value = getattr(args, flag)
         if value is not None:

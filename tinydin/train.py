@@ -236,10 +236,14 @@ def train(model, splits, config: TrainConfig | None = None) -> TrainResult:
         batches = iterate_batches(train_samples, config.batch_size, model.config.max_len, shuffle=True, rng=rng)
         for step, batch in enumerate(batches, start=1):
             lr = optimizer.lr
-            logits = model.forward(batch, training=True)
-            loss = float(loss_layer.forward(logits, batch.label))
-            model.backward(loss_layer.backward(1.0))
-            optimizer.step()
+            # A diverging step overflows somewhere inside the network; numpy's
+            # warnings about it would only precede the one clear error that the
+            # model (non-finite logit) or the optimizer (non-finite gradient) raises.
+            with np.errstate(over="ignore", invalid="ignore"):
+                logits = model.forward(batch, training=True)
+                loss = float(loss_layer.forward(logits, batch.label))
+                model.backward(loss_layer.backward(1.0))
+                optimizer.step()
 
             size = len(batch)
             loss_sum += loss * size
