@@ -430,9 +430,11 @@ class DIN(_EmbeddingMLPModel):
 
     def _build_pooling(self, rng: np.random.Generator) -> None:
         config = self.config
+        # A softmax ignores a constant added to every score, so under "softmax"
+        # the unit's output bias would get a zero gradient forever: leave it out.
         self.attention = ActivationUnit(
             config.item_dim, config.attention_hidden, activation=config.attention_activation,
-            unit=config.unit, rng=rng, dtype=self.dtype,
+            unit=config.unit, rng=rng, dtype=self.dtype, output_bias=config.normalize == "none",
         )
         self.pooling = WeightedSumPooling(config.normalize)
         # The unit's inner layers are listed one by one, so the optimizer updates

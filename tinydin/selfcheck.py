@@ -20,7 +20,11 @@ import numpy as np
 
 from tinydin.gradcheck import CheckRow, check_layer, format_rows
 from tinydin.layers.activations import Dice, PReLU, Sigmoid
+from tinydin.layers.attention import ActivationUnit
 from tinydin.layers.dense import Dense
+from tinydin.layers.embedding import Embedding, ItemEmbedding
+from tinydin.layers.losses import BCEWithLogits
+from tinydin.layers.pooling import MeanPooling, SumPooling, WeightedSumPooling
 
 F64 = np.float64
 
@@ -61,7 +65,77 @@ def activation_cases(rng) -> Iterator[tuple]:
     yield "sigmoid", Sigmoid(), [rng.standard_normal((6, 4)), None], (0,), True
 
 
-CASE_GROUPS: list[Callable[[np.random.Generator], Iterator[tuple]]] = [activation_cases]
+# B = 4, T = 5 history mask: full, partly padded, fully padded, one valid position.
+HISTORY_MASK = np.array([
+    [True, True, True, True, True],
+    [True, True, True, False, False],
+    [False, False, False, False, False],
+    [True, False, False, False, False],
+])
+
+
+def _history_ids(rng, mask: np.ndarray, vocab: int, fields: int) -> np.ndarray:
+    """Ids with repeats (vocab is small) and 0 wherever the mask is False."""
+    ids = rng.integers(1, vocab + 1, size=mask.shape + (fields,))
+    ids[~mask] = 0
+    return ids
+
+
+def embedding_cases(rng) -> Iterator[tuple]:
+    table = Embedding(6, 3, rng=rng, dtype=F64, name="goods_id")
+    _randomize(table, rng)
+    table.params["weight"][0] = 0.0
+    ids = _history_ids(rng, HISTORY_MASK, 6, 1)[..., 0]
+    yield "embedding repeated ids and padding", table, [ids], (), True
+
+    items = ItemEmbedding(("goods_id", "cate_id"), (7, 3), (3, 2), rng=rng, dtype=F64)
+    _randomize(items, rng)
+    yield "item embedding two fields", items, [_history_ids(rng, HISTORY_MASK, 3, 2)], (), True
+
+
+def pooling_cases(rng) -> Iterator[tuple]:
+    keys_shape = HISTORY_MASK.shape + (3,)
+    for normalize in ("none", "softmax"):
+        inputs = [rng.standard_normal(HISTORY_MASK.shape), rng.standard_normal(keys_shape), HISTORY_MASK]
+        yield f"weighted sum pooling {normalize}", WeightedSumPooling(normalize), inputs, (0, 1), True
+    for layer in (SumPooling(), MeanPooling()):
+        yield f"{type(layer).__name__}", layer, [rng.standard_normal(keys_shape), HISTORY_MASK], (0,), True
+
+
+def attention_cases(rng) -> Iterator[tuple]:
+    dim = 3
+    for unit in ("outer", "concat"):
+        for activation in ("dice", "prelu", "sigmoid"):
+            layer = ActivationUnit(dim, (4,), activation, unit, rng=rng, dtype=F64)
+            _randomize(layer, rng)
+            q = rng.standard_normal((HISTORY_MASK.shape[0], dim))
+            keys = rng.standard_normal(HISTORY_MASK.shape + (dim,))
+            name = f"activation unit {unit} {activation}"
+            yield name, layer, [q, keys, HISTORY_MASK], (0, 1), True
+            if activation == "dice":
+                yield name + " inference", layer, [q, keys, HISTORY_MASK], (0, 1), False
+        single = ActivationUnit(dim, (4, 3), "dice", unit, rng=rng, dtype=F64)
+        _randomize(single, rng)
+        one_mask = np.array([[True, True, False]])
+        inputs = [rng.standard_normal((1, dim)), rng.standard_normal((1, 3, dim)), one_mask]
+        yield f"activation unit {unit} batch of one, two hidden layers", single, inputs, (0, 1), True
+
+
+def loss_cases(rng) -> Iterator[tuple]:
+    labels = np.array([1.0, 0.0, 0.0, 1.0, 1.0])
+    yield "binary cross-entropy", BCEWithLogits(), [rng.standard_normal(5) * 3, labels], (0,), True
+
+
+def model_cases(rng) -> Iterator[tuple]:
+    from tinydin.models import model_gradcheck_cases
+
+    for name, model, batch in model_gradcheck_cases():
+        yield name, model, [batch], (), True
+
+
+CASE_GROUPS: list[Callable[[np.random.Generator], Iterator[tuple]]] = [
+    activation_cases, embedding_cases, pooling_cases, attention_cases, loss_cases, model_cases,
+]
 
 
 def run_all(seed: int = 0) -> list[CheckRow]:
