@@ -505,3 +505,20 @@ def test_step_decay_bad_every_steps(every):
 def test_model_without_named_layers():
     with pytest.raises(TypeError, match="no named_layers"):
         SGD(object(), 0.1)
+
+
+def test_mba_rejects_decay_factor_of_one_or_more():
+    from tinydin.layers.embedding import Embedding
+
+    class OneTable:
+        def __init__(self):
+            self.table = Embedding(4, 2, rng=np.random.default_rng(0), dtype=np.float64)
+
+        def named_layers(self):
+            return [("items", self.table)]
+
+    counts = {"items.weight": np.array([0, 2, 5, 1, 9])}
+    # lr * lambda / min n_j = 0.5 * 2.0 / 1 = 1.0
+    with pytest.raises(ValueError, match="needs this below 1"):
+        SGD(OneTable(), lr=0.5, embedding_reg="mba", reg_lambda=2.0, occurrence_counts=counts)
+    SGD(OneTable(), lr=0.5, embedding_reg="mba", reg_lambda=1.9, occurrence_counts=counts)

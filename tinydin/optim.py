@@ -184,6 +184,7 @@ class SGD:
         self._counts: dict[str, np.ndarray] = {}
         if self._uses_counts:
             self._counts = self._check_counts(occurrence_counts)
+            self._check_decay_factor()
 
     @property
     def lr(self) -> float:
@@ -271,6 +272,28 @@ class SGD:
                 f"mini-batch aware regularization needs n_j for every table"
             )
         return counts
+
+    def _check_decay_factor(self) -> None:
+        """Reject lr and lambda that would push a rare row through zero on every visit.
+
+        One MBA step multiplies the decay part of row j by (1 - lr * lambda / n_j).
+        At a factor of 1 or more the row changes sign every time it is seen, and
+        past 2 it grows without bound, so training ends in overflow.
+        """
+        lr = self.schedule.lr_at(0)
+        for name, counts in self._counts.items():
+            seen = counts[counts > 0]
+            if seen.size == 0:
+                continue
+            rarest = float(seen.min())
+            factor = lr * self.reg_lambda / rarest
+            if factor >= 1.0:
+                raise ValueError(
+                    f"lr {lr:g} * reg_lambda {self.reg_lambda:g} / n_j {rarest:g} = {factor:.3g} "
+                    f"for the rarest id of {name!r}; mini-batch aware decay needs this below 1, "
+                    f"or that row flips sign at every step. Lower lr or reg_lambda below "
+                    f"{rarest / lr:.3g} / lr"
+                )
 
     def step(self) -> None:
         """Apply one update from the gradients in the layers, then advance the schedule."""
