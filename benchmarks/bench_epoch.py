@@ -1,7 +1,8 @@
 """One training epoch on real and Amazon-sized data, each job in its own process.
 
 The jobs run benchmarks/epoch_worker.py, so that each peak resident set size
-(ru_maxrss) belongs to that job alone:
+(ru_maxrss) belongs to that job alone. Each worker gets OPENBLAS_NUM_THREADS
+set to the BLAS thread count of the run.
 
   ml-latest-small   tinydin.data.load_dataset("movielens") from
                     $TINYDIN_MOVIELENS_DIR, as the command line loads it; one
@@ -26,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.context import Context, missing_modules, skipped
+from benchmarks.machine import blas_threads
 from benchmarks.report import rate, table
 
 WORKER = Path(__file__).resolve().parent / "epoch_worker.py"
@@ -39,9 +41,14 @@ JOB_TIMEOUT_SECONDS = 3600
 
 def run_worker(*args: str) -> dict:
     """Run epoch_worker.py with `args` and return its JSON result, or {"error": text}."""
+    # The worker is a fresh process: give its OpenBLAS the thread count this run uses.
+    env = dict(os.environ)
+    threads = blas_threads()
+    if threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = str(threads)
     try:
         completed = subprocess.run([sys.executable, str(WORKER), *args], capture_output=True, text=True,
-                                   timeout=JOB_TIMEOUT_SECONDS, check=False)
+                                   timeout=JOB_TIMEOUT_SECONDS, check=False, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {JOB_TIMEOUT_SECONDS} s"}
     if completed.returncode != 0:

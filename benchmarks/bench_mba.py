@@ -46,9 +46,9 @@ def run_mba(context: Context) -> str:
         # The floor of any sparse update: read and write back the same rows of
         # the goods table, with no arithmetic. It grows with V only through
         # cache misses, because the rows are scattered over a larger table.
-        table = trainer.model.params["item_embedding.goods_id.weight"]
+        goods = trainer.model.params["item_embedding.goods_id.weight"]
         ids = trainer.model.grads["item_embedding.goods_id.weight"].ids
-        update_calls[("gather+scatter", vocab)] = lambda i, table=table, ids=ids: table.__setitem__(ids, table[ids])
+        update_calls[("gather+scatter", vocab)] = lambda i, goods=goods, ids=ids: goods.__setitem__(ids, goods[ids])
 
     updates = time_interleaved(update_calls, context.warmup, context.repeats)
     steps = time_interleaved(step_calls, context.warmup, context.repeats)

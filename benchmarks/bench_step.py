@@ -96,16 +96,47 @@ def run_step(context: Context) -> str:
         f"{BATCH_POOL} prebuilt batches; p10-p90 in brackets. GEMM rate of this machine: "
         f"{gemm:.1f} GFLOP/s (float32, 2048 x 2048)."
     )
-    return intro + "\n\n" + table(header, rows) + "\n\n" + thread_table(context)
+    return "\n\n".join([intro, table(header, rows), unit_ratio_table(context), thread_table(context)])
+
+
+# DIN outer may take at most this many times the step time of DIN concat.
+OUTER_TARGET_RATIO = 1.3
+
+
+def unit_ratio_table(context: Context) -> str:
+    """Time DIN outer and DIN concat (Dice) in alternating rounds and report their ratio per shape."""
+    rows = []
+    verdicts = []
+    for batch_size, max_len in context.shapes:
+        workload, samples, batches = workload_data(batch_size, max_len, context.seed)
+        calls = {}
+        for label, kind, overrides in (MODELS[0], MODELS[2]):
+            trainer = build_trainer(kind, model_config(workload, **overrides), samples, embedding_reg="mba")
+            calls[label] = lambda i, trainer=trainer: trainer.step(batches[i % BATCH_POOL])
+        timings = time_interleaved(calls, context.warmup, context.repeats)
+        outer, concat = timings[MODELS[0][0]], timings[MODELS[2][0]]
+        ratio = outer.median / concat.median
+        rows.append([batch_size, max_len, outer.ms(), concat.ms(), f"{ratio:.2f}"])
+        verdicts.append(
+            f"B = {batch_size}, T = {max_len}: outer takes {ratio:.2f} times the concat step "
+            + ("(**met**)" if ratio <= OUTER_TARGET_RATIO else f"(**missed** by {ratio - OUTER_TARGET_RATIO:.2f})")
+        )
+    intro = (
+        f"DIN outer (bilinear) against DIN concat, both with Dice and MBA, timed in alternating "
+        f"rounds. Target: outer at most {OUTER_TARGET_RATIO} times the concat step time."
+    )
+    header = ["B", "T", "outer ms (p10-p90)", "concat ms (p10-p90)", "outer / concat"]
+    return "\n\n".join([intro, table(header, rows), "; ".join(verdicts) + "."])
 
 
 def thread_table(context: Context) -> str:
     """Time the B = 256, T = 50 step with one BLAS thread and with the configured count, interleaved."""
     from benchmarks.machine import blas_threads, set_blas_threads
 
-    configured = blas_threads()
+    during_run = blas_threads()
+    configured = context.configured_blas_threads or during_run
     if configured is None or configured < 2:
-        return f"_BLAS thread comparison skipped: NumPy's BLAS thread count is {configured}._"
+        return f"_BLAS thread comparison skipped: NumPy's configured BLAS thread count is {configured}._"
 
     workload, samples, batches = workload_data(256, 50, context.seed)
     rows = []
@@ -124,13 +155,13 @@ def thread_table(context: Context) -> str:
             rows.append([label, timings[1].ms(), timings[configured].ms(),
                          f"{timings[1].median / timings[configured].median:.2f}"])
     finally:
-        set_blas_threads(configured)
+        set_blas_threads(during_run)
 
     header = ["model", "1 BLAS thread ms (p10-p90)", f"{configured} BLAS threads ms (p10-p90)",
               f"time ratio 1 / {configured}"]
     intro = (
-        f"The same B = 256, T = 50 step with OpenBLAS limited to 1 thread and with its configured "
-        f"{configured} threads, alternating in 5 rounds. A DIN step is a chain of small products "
+        f"The same B = 256, T = 50 step with OpenBLAS limited to 1 thread and with the "
+        f"{configured} threads it is configured with outside this run, alternating in 5 rounds. A DIN step is a chain of small products "
         f"(thousands of rows by 36 to 200 columns), so a second thread gains little and loses "
         f"much when other processes compete for the cores."
     )

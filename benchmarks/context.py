@@ -18,6 +18,7 @@ class Context:
     repeats: int = 50
     seed: int = 0
     gemm_gflops: float | None = None
+    configured_blas_threads: int | None = None  # NumPy's BLAS threads before run.py changed them
     notes: list[str] = field(default_factory=list)
 
     @property

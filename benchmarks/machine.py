@@ -170,7 +170,7 @@ def describe_machine() -> dict[str, str]:
         "NumPy": np.__version__,
         "BLAS": f"{blas['library']} {blas['version']}",
         "BLAS kernel": blas["kernel"],
-        "BLAS threads": blas["threads"],
+        "BLAS threads during the run": blas["threads"],
         "load average at start": load_average(),
     }
     for name in BLAS_ENV_VARS:

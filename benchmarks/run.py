@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.context import Context  # noqa: E402
-from benchmarks.machine import describe_machine, load_average, machine_table, set_blas_threads  # noqa: E402
+from benchmarks.machine import describe_machine, load_average, machine_table, blas_threads, set_blas_threads  # noqa: E402
 
 NOTES = Path(__file__).resolve().parent / "notes.md"
 
@@ -77,6 +78,21 @@ def parse_sections(text: str) -> list[str]:
     return [name for name in SECTIONS if name in names]
 
 
+def write_report(out: Path | None, parts: list[str], finished: bool) -> None:
+    """Write the report to `out`, or to standard output once the run has finished."""
+    text = "\n\n".join(parts) + "\n"
+    if out is None:
+        if finished:
+            sys.stdout.write(text)
+        return
+    if not finished:
+        text += "\n_Run still in progress: later sections are missing._\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    if finished:
+        print(f"[bench] wrote {out}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="write the Markdown report to this file (default: standard output)")
@@ -86,19 +102,22 @@ def main(argv=None) -> int:
                         help="one shape (B = 256, T = 50) and a partial Amazon-sized epoch")
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per measurement (at least 30)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls before each measurement")
-    parser.add_argument("--blas-threads", type=int, default=None,
-                        help="set the number of OpenBLAS threads NumPy uses (default: leave it as configured)")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="number of OpenBLAS threads NumPy uses during the run (default 1, because on a "
+                             "shared 2-core machine a second thread mostly waits for a core; the step "
+                             "section also times the configured count); 0 leaves it as configured")
     args = parser.parse_args(argv)
     if args.repeats < 30:
         parser.error(f"--repeats {args.repeats} is below 30; medians need at least 30 timed calls")
-    if args.blas_threads is not None:
-        if args.blas_threads < 1:
-            parser.error(f"--blas-threads {args.blas_threads} is invalid; pass 1 or more")
-        if not set_blas_threads(args.blas_threads):
-            parser.error("--blas-threads needs NumPy linked to OpenBLAS, and no OpenBLAS library was found")
+    if args.blas_threads < 0:
+        parser.error(f"--blas-threads {args.blas_threads} is invalid; pass 0 (leave as configured) or more")
 
-    context = Context(quick=args.quick, warmup=args.warmup, repeats=args.repeats)
+    context = Context(quick=args.quick, warmup=args.warmup, repeats=args.repeats,
+                      configured_blas_threads=blas_threads())
+    if args.blas_threads > 0 and not set_blas_threads(args.blas_threads):
+        print("[bench] NOTE: no OpenBLAS library found, so --blas-threads had no effect", file=sys.stderr)
     machine = describe_machine()
+    machine["BLAS threads configured outside the run"] = str(context.configured_blas_threads)
     started = time.perf_counter()
 
     parts = [
@@ -112,24 +131,23 @@ def main(argv=None) -> int:
     for name in args.only:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         section_start = time.perf_counter()
-        body = section_runner(name)(context)
+        try:
+            body = section_runner(name)(context)
+        except Exception as error:  # noqa: BLE001 - one failed section must not lose the others
+            traceback.print_exc()
+            body = f"_This section failed: {type(error).__name__}: {error}. The traceback went to standard error._"
         seconds = time.perf_counter() - section_start
         print(f"[bench] {name} done in {seconds:.0f} s", file=sys.stderr, flush=True)
         parts.append(f"## {SECTION_TITLES[name]}\n\n{body}\n\n_Section time {seconds:.0f} s; load "
                      f"average after it: {load_average()}._")
+        # Write after every section, so a run stopped part-way keeps what it measured.
+        write_report(args.out, parts, finished=False)
 
     if NOTES.exists():
         parts.append(NOTES.read_text(encoding="utf-8").strip())
     parts.append(f"_Total run time {time.perf_counter() - started:.0f} s; load average at the end: "
                  f"{load_average()}._")
-
-    text = "\n\n".join(parts) + "\n"
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-        print(f"[bench] wrote {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    write_report(args.out, parts, finished=True)
     return 0
 
 
