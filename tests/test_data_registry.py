@@ -58,3 +58,18 @@ def test_movielens_from_data_dir(tmp_path):
     assert data.info["sizes"]["train"]["users"] == 16
     assert np.all(data.train.hist_len == 1)
     assert data.info["options"]["task"] == "rating"
+
+
+def test_amazon_from_data_dir(tmp_path):
+    reviews = [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3),
+               ("u2", "c", 1), ("u2", "a", 2), ("u2", "d", 3)]
+    (tmp_path / "reviews_Electronics_5.json").write_text("".join(
+        f'{{"reviewerID": "{u}", "asin": "{a}", "unixReviewTime": {t}}}\n' for u, a, t in reviews))
+    (tmp_path / "meta_Electronics.json").write_text(
+        "{'asin': 'a', 'categories': [['E', 'X']]}\n{'asin': 'b', 'categories': [['E', 'Y']]}\n")
+    data = load_dataset("amazon", data_dir=tmp_path, seed=0)
+    assert data.info["sizes"]["train"]["samples"] == 0
+    assert data.info["sizes"]["validation"]["samples"] == 4
+    assert data.info["sizes"]["test"]["samples"] == 4
+    # Categories: X, Y, and "(unknown)" for c and d, which have no meta line.
+    assert data.info["sizes"]["vocab_sizes"] == {"item": 4, "category": 3}

@@ -172,6 +172,8 @@ def _scan_ratings_csv(path: Path):
         reader = csv.reader(handle)
         next(reader, None)
         for row in reader:
+            if not row:
+                continue  # a blank line, which the fast path skips too
             values = _parse_rating(row, path, reader.line_num,
                                    "userId,movieId,rating,timestamp")
             user.append(values[0])

@@ -55,8 +55,8 @@ class SyntheticOptions:
     min_interests: int = 2              # minimum number of interest categories per user
     max_interests: int = 4              # maximum number of interest categories per user
     liked_subtopics: int = 2            # sub-topics a user likes inside each interest
-    min_len: int = 5                    # shortest history
-    max_len: int = 50                   # longest history
+    min_len: int = 5                    # minimum history length
+    max_len: int = 50                   # maximum history length
     history_noise: float = 0.2          # probability that a history item is uniform random
     candidate_interest_rate: float = 0.5  # probability that a candidate comes from an interest
     temperature: float = 0.1            # sharpness of the relevance kernel
