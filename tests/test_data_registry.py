@@ -73,3 +73,8 @@ def test_amazon_from_data_dir(tmp_path):
     assert data.info["sizes"]["test"]["samples"] == 4
     # Categories: X, Y, and "(unknown)" for c and d, which have no meta line.
     assert data.info["sizes"]["vocab_sizes"] == {"item": 4, "category": 3}
+
+
+def test_amazon_rating_task_rejected(tmp_path):
+    with pytest.raises(ValueError, match="unknown amazon task 'rating'"):
+        load_dataset("amazon", data_dir=tmp_path, task="rating")

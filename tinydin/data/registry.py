@@ -4,8 +4,8 @@
                  users split 80/10/10
     "movielens"  options task ("rating" or "next"), max_len, variant; users split
                  80/10/10 from `seed`
-    "amazon"     options max_len; each user's last review is test, the one before
-                 it validation
+    "amazon"     options task (only "next", its one recipe), max_len; each user's
+                 last review is test, the one before it validation
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ DATASETS = ("synthetic", "movielens", "amazon")
 _OPTIONS = {
     "synthetic": tuple(synthetic.option_names()),
     "movielens": ("task", "max_len", "variant", "data_home"),
-    "amazon": ("max_len", "data_home"),
+    "amazon": ("task", "max_len", "data_home"),
 }
 
 
@@ -66,6 +66,12 @@ def load_dataset(name: str, data_dir=None, seed: int = 0, **options) -> DatasetS
         train, validation, test = split_by_user(samples, (0.8, 0.1, 0.1), seed=seed)
         source = str(table.source)
     else:
+        task = options.get("task", "next")
+        if task != "next":
+            raise ValueError(
+                f"unknown amazon task {task!r}; the Amazon recipe is a next-item task, so "
+                f"use task='next' or leave task out"
+            )
         folder = amazon.resolve_amazon_dir(data_dir, options.get("data_home"))
         train, validation, test = amazon.load_amazon(folder, seed=seed,
                                                      max_len=options.get("max_len"))
