@@ -193,6 +193,19 @@ def test_defaults_for_every_dataset():
             assert isinstance(default_train_config(dataset, kind), TrainConfig)
 
 
+def test_defaults_per_model():
+    din = default_train_config("synthetic", "din")
+    base = default_train_config("synthetic", "base")
+    assert (din.lr, din.schedule) == (0.3, "step")
+    assert (base.lr, base.schedule) == (0.1, "constant")
+
+
+def test_defaults_take_overrides():
+    config = default_train_config("movielens", "din", epochs=1, verbose=False)
+    assert config.epochs == 1
+    assert config.reg_lambda == 3.0
+
+
 def test_defaults_unknown_dataset():
     with pytest.raises(ValueError, match="dataset 'criteo' has no training defaults"):
         default_train_config("criteo")
