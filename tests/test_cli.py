@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -121,7 +122,24 @@ def test_missing_data_folder(tmp_path, capsys):
 
 def test_task_on_synthetic(capsys):
     assert main(["train", "--data", "synthetic", "--task", "next"]) == 2
-    assert "--task applies to movielens and amazon only" in error_line(capsys)
+    assert "--task applies to movielens only; synthetic has one task" in error_line(capsys)
+
+
+def test_evaluate_other_dataset(tmp_path, capsys, fast_defaults):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "synthetic", *TINY, "--model", "base", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out / "model.npz"), "--data", "movielens"]) == 2
+    assert "was trained on synthetic" in error_line(capsys)
+
+
+def test_gradcheck_passes_json(monkeypatch, tmp_path):
+    calls = []
+    fake = types.ModuleType("tinydin.selfcheck")
+    fake.main = lambda argv: calls.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "tinydin.selfcheck", fake)
+    assert main(["gradcheck", "--json", str(tmp_path / "rows.json")]) == 0
+    assert calls == [["--json", str(tmp_path / "rows.json")]]
 
 
 def test_bad_data_option(capsys):

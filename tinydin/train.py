@@ -102,7 +102,7 @@ class TrainResult:
 
 # Per-dataset, per-model defaults, chosen on the VALIDATION split (never on
 # test) by the sweep that docs/training.md records with its command and every
-# result. Batch size 32 throughout, as in the paper's experiments.
+# result. Batch size 32 throughout (not swept).
 #   synthetic  DIN: lr 0.3 halved every epoch beat constant 0.1, 0.3 and 1.0 and
 #              MBA lambda 0.1 and 1.0; its best epoch was 3. BaseModel: lr 0.1
 #              beat 0.3 and 1.0 and was still improving until epoch 7.
