@@ -88,6 +88,19 @@ def test_backward_fills_every_grad():
     assert set(model.grads) == set(model.params)
 
 
+def test_empty_batch_leaves_no_stale_grads():
+    model = random_model("din")
+    rng = np.random.default_rng(1)
+    model.forward(_tiny_batch((5, 3), model.config, rng))
+    model.backward(np.array([0.5, -0.5]))
+    model.forward(_tiny_batch((0, 0), model.config, rng))  # no valid history position at all
+    model.backward(np.array([0.5, -0.5]))
+
+    inner = dict(model.named_layers())["attention.layer0"]
+    assert inner.grads == {}  # the optimizer skips it instead of reusing the last step's gradient
+    assert np.all(model.grads["attention.layer0.W"] == 0.0)
+
+
 def test_state_collects_every_dice():
     model = random_model("din")
     # One Dice in the activation unit and two in the MLP, two statistics each.

@@ -315,7 +315,8 @@ class _EmbeddingMLPModel(Layer):
         x = np.concatenate(user_vectors + [pooled, q], axis=1)  # (B, D_user + 2 D)
 
         for dense, activation in self.mlp:
-            x = activation.forward(dense.forward(x, training=training), None, training=training)
+            hidden = dense.forward(x, training=training)
+            x = activation.forward(hidden, None, training=training)
         logits = self.output.forward(x, training=training).reshape(num_rows)
 
         if self.bias_table is not None:
@@ -337,14 +338,19 @@ class _EmbeddingMLPModel(Layer):
         dlogits = np.asarray(dlogits, dtype=self.dtype)
         if dlogits.shape != (num_rows,):
             raise ValueError(f"dlogits has shape {dlogits.shape}, expected ({num_rows},), one per sample")
-        self.grads = {}
+
+        # Clear every layer first: a layer this pass does not reach (the
+        # activation unit's inner layers when no history position is valid)
+        # must not keep the previous batch's gradient for the optimizer to apply.
+        self.zero_grads()
 
         if self.bias_table is not None:
             self.bias_table.backward(dlogits[:, None])
 
         dx = self.output.backward(dlogits[:, None])
         for dense, activation in reversed(self.mlp):
-            dx = dense.backward(activation.backward(dx))
+            dhidden = activation.backward(dx)
+            dx = dense.backward(dhidden)
 
         # Split dx = d concat[user fields, pooled, q] back into its pieces.
         offset = 0
@@ -363,8 +369,10 @@ class _EmbeddingMLPModel(Layer):
         self.item_embedding.backward_many(dq, dkeys)
 
         for layer_name, layer in self.named_layers():
-            for key, grad in layer.grads.items():
-                self.grads[f"{layer_name}.{key}"] = grad
+            for key, value in layer.params.items():
+                # A parameter the pass did not reach has gradient zero.
+                grad = layer.grads.get(key)
+                self.grads[f"{layer_name}.{key}"] = np.zeros_like(value) if grad is None else grad
         return None
 
     def _check_batch(self, batch: Batch):
@@ -703,10 +711,9 @@ def check_model(name: str, model: _EmbeddingMLPModel, batch: Batch, seed: int = 
         rel_error = max|a - n| / max(1e-8, S),   S = max over ALL tensors of max(|a| + |n|)
 
     the scale S taken over the whole model rather than over the tensor alone.
-    Some tensors have an exact gradient of 0 on a given batch. Examples are
-    DIN's last attention bias under softmax normalization, because a shift
-    that every score shares cannot move the weights, a PReLU slope whose units
-    are all positive, and Dice slopes in a batch of one. Their numerical gradient is pure roundoff,
+    Some tensors have an exact gradient of 0 on a given batch, for example the
+    PReLU slopes of a layer whose inputs are all positive, which happens easily
+    in a batch of one. Their numerical gradient is pure roundoff,
     about 1e-16 / eps = 1e-10, and dividing that by the tensor's own zero scale
     would flag a correct backward. A wrong backward is still off by the size of
     that tensor's true gradient, far above 1e-7 * S.
