@@ -708,13 +708,14 @@ def check_model(name: str, model: _EmbeddingMLPModel, batch: Batch, seed: int = 
 
     Returns one tinydin.gradcheck.CheckRow per parameter tensor, with
 
-        rel_error = max|a - n| / max(1e-8, S),   S = max over ALL tensors of max(|a| + |n|)
+        rel_error = max|a - n| / max(1e-8, S),   S = 2 * max over ALL tensors of max|a|
 
-    the scale S taken over the whole model rather than over the tensor alone.
+    the scale S taken over the whole model rather than over the tensor alone
+    (2|a| stands in for |a| + |n|, which agree wherever the check passes).
     Some tensors have an exact gradient of 0 on a given batch, for example the
     PReLU slopes of a layer whose inputs are all positive, which happens easily
-    in a batch of one. Their numerical gradient is pure roundoff,
-    about 1e-16 / eps = 1e-10, and dividing that by the tensor's own zero scale
+    in a batch of one. Their numerical gradient is pure roundoff, about
+    1e-16 / eps, and dividing that by the tensor's own zero scale
     would flag a correct backward. A wrong backward is still off by the size of
     that tensor's true gradient, far above 1e-7 * S.
     """
