@@ -122,7 +122,7 @@ def test_missing_data_folder(tmp_path, capsys):
 
 def test_task_on_synthetic(capsys):
     assert main(["train", "--data", "synthetic", "--task", "next"]) == 2
-    assert "--task applies to movielens only; synthetic has one task" in error_line(capsys)
+    assert "--task applies to movielens and amazon only; synthetic has one task" in error_line(capsys)
 
 
 def test_evaluate_other_dataset(tmp_path, capsys, fast_defaults):

@@ -99,8 +99,8 @@ def _add_data_arguments(parser, datasets, required: bool) -> None:
     parser.add_argument("--data-dir", type=Path,
                         help="folder with a local copy of the data (real datasets; default: the download cache)")
     parser.add_argument("--task", choices=TASKS,
-                        help="MovieLens only: 'rating' (a rating of 4 or more is a click, the default) or "
-                             "'next' (each rated movie against one random unrated movie)")
+                        help="MovieLens: 'rating' (a rating of 4 or more is a click, the default) or 'next' "
+                             "(each rated movie against one random unrated movie); Amazon: 'next' only")
     parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra option of the data source, repeatable, e.g. n_users=2000 for synthetic "
                              "or variant=ml-1m for movielens")
@@ -157,8 +157,8 @@ def _parse_data_options(pairs: list[str]) -> dict:
 
 def _data_recipe(name: str, data_dir, task, seed: int, options: dict | None = None) -> dict:
     """Return the JSON-serializable description from which `_load` rebuilds the splits."""
-    if task is not None and name != "movielens":
-        raise UsageError(f"--task applies to movielens only; {name} has one task, so drop --task")
+    if task is not None and name == "synthetic":
+        raise UsageError("--task applies to movielens and amazon only; synthetic has one task, so drop --task")
     options = dict(options or {})
     if task is not None:
         options["task"] = task
