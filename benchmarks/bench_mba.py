@@ -20,7 +20,7 @@ from benchmarks.workloads import Workload, make_batches, make_samples, model_con
 VOCABULARIES = (63_001, 1_000_001)
 REGULARIZERS = ("mba", "l2", "none")
 BATCH_POOL = 8
-# MBA's step time at the larger vocabulary may exceed the smaller one's by this much.
+# MBA's update time at the larger vocabulary may exceed the smaller one's by this much.
 MBA_TOLERANCE = 0.10
 
 
