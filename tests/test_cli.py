@@ -139,7 +139,7 @@ def test_gradcheck_passes_json(monkeypatch, tmp_path):
     fake.main = lambda argv: calls.append(argv) or 0
     monkeypatch.setitem(sys.modules, "tinydin.selfcheck", fake)
     assert main(["gradcheck", "--json", str(tmp_path / "rows.json")]) == 0
-    assert calls == [["--json", str(tmp_path / "rows.json")]]
+    assert calls == [["--seed", "0", "--json", str(tmp_path / "rows.json")]]
 
 
 def test_bad_data_option(capsys):
@@ -176,11 +176,14 @@ def test_duplicate_seeds(capsys):
     assert "repeats a seed" in error_line(capsys)
 
 
-def test_gradcheck_without_selfcheck(monkeypatch, capsys):
-    # A None entry in sys.modules makes `import tinydin.selfcheck` raise ImportError.
-    monkeypatch.setitem(sys.modules, "tinydin.selfcheck", None)
-    assert main(["gradcheck"]) == 2
-    assert "not available" in error_line(capsys)
+def test_gradcheck_forwards_seed_and_json(monkeypatch, tmp_path):
+    import tinydin.selfcheck
+
+    received = []
+    monkeypatch.setattr(tinydin.selfcheck, "main", lambda argv: received.append(argv) or 1)
+    path = str(tmp_path / "rows.json")
+    assert main(["gradcheck", "--seed", "3", "--json", path]) == 1
+    assert received == [["--seed", "3", "--json", path]]
 
 
 def test_module_entry_point():

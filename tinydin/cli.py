@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gradcheck = commands.add_parser("gradcheck", help="check every backward pass by finite differences")
     gradcheck.add_argument("--json", metavar="PATH", help="also write the rows to PATH as JSON")
+    gradcheck.add_argument("--seed", type=int, default=0, help="seed of the random parameters and inputs (default 0)")
     return parser
 
 
@@ -129,13 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_gradcheck(args) -> int:
-    try:
-        from tinydin.selfcheck import main as selfcheck_main
-    except ImportError as exc:
-        print(f"python -m tinydin gradcheck: error: the gradient self-check is not available ({exc})",
-              file=sys.stderr)
-        return 2
-    argv = ["--json", args.json] if args.json else []
+    from tinydin.selfcheck import main as selfcheck_main
+
+    argv = ["--seed", str(args.seed)] + (["--json", args.json] if args.json else [])
     return int(selfcheck_main(argv) or 0)
 
 
