@@ -137,6 +137,10 @@ def amazon_part(context: Context) -> str:
         lines.append(f"_--quick: the epoch stopped after {trained['batches']:,} batches; the peak "
                      f"memory of a whole epoch is not measured by this run._")
     peak = max(trained["peak_rss"], generated["peak_rss"])
+    if partial:
+        lines.append(f"Target (Amazon-sized epoch peak memory under {gib(AMAZON_TARGET_BYTES)} GiB): not "
+                     f"judged, because the epoch did not finish.")
+        return "\n\n".join(lines)
     lines.append(
         f"Target: Amazon-sized epoch peak memory under {gib(AMAZON_TARGET_BYTES)} GiB: training "
         f"process {gib(trained['peak_rss'])} GiB, generating process {gib(generated['peak_rss'])} GiB, "

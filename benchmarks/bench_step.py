@@ -94,7 +94,7 @@ def run_step(context: Context) -> str:
         f"history lengths uniform in 1..T, SGD with MBA (lambda > 0). Medians over "
         f"{context.repeats} timed calls after {context.warmup} warm-up calls, cycling through "
         f"{BATCH_POOL} prebuilt batches; p10-p90 in brackets. GEMM rate of this machine: "
-        f"{gemm:.1f} GFLOP/s (float32, 2048 x 2048)."
+        f"{gemm:.1f} GFLOP/s (float32, 2048 x 2048, same BLAS threads)."
     )
     return "\n\n".join([intro, table(header, rows), unit_ratio_table(context), thread_table(context)])
 
@@ -175,7 +175,7 @@ def run_flops(context: Context) -> str:
     gemm = context.gemm()
     lines = [
         f"Measured float32 GEMM rate: **{gemm:.1f} GFLOP/s** (np.matmul, 2048 x 2048 x 2048, "
-        f"median of 10 after 2 warm-up calls, default BLAS threads).",
+        f"median of 10 after 2 warm-up calls, with the BLAS threads of the machine table).",
         "",
         "How the step FLOPs are counted (from `benchmarks/flops.py`):",
         "",

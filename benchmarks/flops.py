@@ -113,7 +113,7 @@ def measure_gemm_gflops(size: int = 2048, repeats: int = 10, dtype=np.float32) -
     """Return (median GFLOP/s, median seconds) of a square float32 matrix product `size`^3.
 
     This is the arithmetic ceiling NumPy's BLAS reaches on this machine with
-    its configured threads; small products in a DIN step run well below it.
+    its current thread count; small products in a DIN step run well below it.
     """
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size)).astype(dtype)
