@@ -396,3 +396,16 @@ def test_unit_no_hidden_no_bias_gradients(unit):
     q, keys = batch()
     rows = check_layer(unit_layer, [q, keys, MASK], wrt=(0, 1))
     assert all(row.passed for row in rows), format_rows(rows)
+
+
+def test_fully_padded_batch_clears_inner_grads():
+    unit_layer = make_unit("concat", "dice")
+    q, keys = batch()
+    unit_layer.forward(q, keys, MASK)
+    unit_layer.backward(np.ones(MASK.shape))
+    empty = np.zeros_like(MASK)
+    unit_layer.forward(q, keys, empty)
+    unit_layer.backward(np.ones(MASK.shape))
+    for name, layer in unit_layer.named_layers():
+        for key, grad in layer.grads.items():
+            assert not np.any(grad), f"{name}.{key} kept a gradient from the earlier batch"

@@ -29,11 +29,12 @@ def histories(s):
     return [s.history[a:b].tolist() for a, b in zip(s.hist_start, s.hist_end)]
 
 
-def brute_force_counts(s):
+def brute_force_counts(s, max_len=None):
     counts = [np.zeros(v + 1, dtype=np.int64) for v in s.vocab_sizes]
     for i in range(len(s)):
+        start = s.hist_start[i] if max_len is None else max(s.hist_start[i], s.hist_end[i] - max_len)
         for f in range(s.num_fields):
-            ids = set(s.history[s.hist_start[i]:s.hist_end[i], f].tolist())
+            ids = set(s.history[start:s.hist_end[i], f].tolist())
             ids.add(int(s.candidate[i, f]))
             ids.discard(0)
             for j in ids:
@@ -158,6 +159,20 @@ def test_count_occurrences_matches_brute_force():
     )
     for got, want in zip(count_occurrences(s), brute_force_counts(s)):
         assert np.array_equal(got, want)
+    for max_len in (1, 5):
+        for got, want in zip(count_occurrences(s, max_len=max_len), brute_force_counts(s, max_len)):
+            assert np.array_equal(got, want)
+
+
+def test_count_occurrences_capped_by_hand():
+    counts = count_occurrences(toy_samples(), max_len=1)
+    # Candidate plus the most recent history item: {2, 1}, {3, 2}, {5, 4}, {1, 5}.
+    assert counts[0].tolist() == [0, 2, 2, 1, 1, 2, 0]
+
+
+def test_count_occurrences_rejects_zero_max_len():
+    with pytest.raises(ValueError, match="max_len 0 is invalid"):
+        count_occurrences(toy_samples(), max_len=0)
 
 
 def test_count_occurrences_small_chunks(monkeypatch):

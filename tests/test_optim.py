@@ -507,7 +507,7 @@ def test_model_without_named_layers():
         SGD(object(), 0.1)
 
 
-def test_mba_rejects_decay_factor_of_one_or_more():
+def test_mba_rejects_decay_factor_above_one():
     from tinydin.layers.embedding import Embedding
 
     class OneTable:
@@ -518,7 +518,7 @@ def test_mba_rejects_decay_factor_of_one_or_more():
             return [("items", self.table)]
 
     counts = {"items.weight": np.array([0, 2, 5, 1, 9])}
-    # lr * lambda / min n_j = 0.5 * 2.0 / 1 = 1.0
-    with pytest.raises(ValueError, match="needs this below 1"):
-        SGD(OneTable(), lr=0.5, embedding_reg="mba", reg_lambda=2.0, occurrence_counts=counts)
-    SGD(OneTable(), lr=0.5, embedding_reg="mba", reg_lambda=1.9, occurrence_counts=counts)
+    # lr * lambda / min n_j = 0.5 * 2.1 / 1 = 1.05
+    with pytest.raises(ValueError, match="needs this at most 1"):
+        SGD(OneTable(), lr=0.5, embedding_reg="mba", reg_lambda=2.1, occurrence_counts=counts)
+    SGD(OneTable(), lr=0.5, embedding_reg="mba", reg_lambda=2.0, occurrence_counts=counts)

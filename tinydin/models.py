@@ -574,13 +574,14 @@ def occurrence_counts(model: _EmbeddingMLPModel, train: Samples) -> dict[str, np
     """Return {"<layer name>.weight": (V + 1,) counts} for every embedding table of `model`.
 
     n_j, the divisor of the mini-batch aware regularizer, counts training samples.
-    For an item field it counts the samples whose candidate or stored history
-    contains id j (`count_occurrences`). For the item bias, which only candidates
+    For an item field it counts the samples whose candidate or history contains
+    id j, where the history is the most recent T = config.max_len items that a
+    batch keeps (`count_occurrences`). For the item bias, which only candidates
     use, it counts the samples whose candidate is item j. For a user field it
     counts the samples with that id.
     """
     counts: dict[str, np.ndarray] = {}
-    per_field = count_occurrences(train)
+    per_field = count_occurrences(train, max_len=model.config.max_len)
     for name, field_counts in zip(train.item_fields, per_field):
         counts[f"item_embedding.{name}.weight"] = field_counts
 

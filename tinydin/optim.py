@@ -277,8 +277,9 @@ class SGD:
         """Reject lr and lambda that would push a rare row through zero on every visit.
 
         One MBA step multiplies the decay part of row j by (1 - lr * lambda / n_j).
-        At a factor of 1 or more the row changes sign every time it is seen, and
-        past 2 it grows without bound, so training ends in overflow.
+        Past a factor of 1 the row changes sign every time it is seen, and past
+        2 it grows without bound, so training ends in overflow. A factor of
+        exactly 1 sets the decay part to zero, which is harsh but stable.
         """
         lr = self.schedule.lr_at(0)
         for name, counts in self._counts.items():
@@ -287,12 +288,12 @@ class SGD:
                 continue
             rarest = float(seen.min())
             factor = lr * self.reg_lambda / rarest
-            if factor >= 1.0:
+            if factor > 1.0:
                 raise ValueError(
                     f"lr {lr:g} * reg_lambda {self.reg_lambda:g} / n_j {rarest:g} = {factor:.3g} "
-                    f"for the rarest id of {name!r}; mini-batch aware decay needs this below 1, "
-                    f"or that row flips sign at every step. Lower lr or reg_lambda below "
-                    f"{rarest / lr:.3g} / lr"
+                    f"for the rarest id of {name!r}; mini-batch aware decay needs this at most 1, "
+                    f"or that row flips sign at every step. Lower lr, or reg_lambda to at most "
+                    f"{rarest / lr:.3g}"
                 )
 
     def step(self) -> None:

@@ -273,15 +273,16 @@ def _validate(s: Samples) -> None:
             raise ValueError("relevance contains NaN or infinity; expected finite scores")
 
 
-def count_occurrences(samples: Samples) -> list[np.ndarray]:
+def count_occurrences(samples: Samples, max_len: int | None = None) -> list[np.ndarray]:
     """Count, per item field, the samples in which each id occurs.
 
     Returns one (V_f + 1,) int64 array per field f with
 
-        n_j = number of samples whose candidate or full stored history contains id j
+        n_j = number of samples whose candidate or history contains id j
 
+    where the history is the most recent `max_len` items, the part a batch
+    keeps (pass the model's T), or the full stored range when max_len is None.
     Each sample counts an id at most once, however often it repeats in the history.
-    The full stored range counts, not the part a batch keeps after capping at T.
     Row 0 (padding) stays 0. Samples are processed in chunks of about 4 million
     history rows, so memory stays bounded on any dataset size.
     """
@@ -289,17 +290,23 @@ def count_occurrences(samples: Samples) -> list[np.ndarray]:
     counts = [np.zeros(v + 1, dtype=np.int64) for v in samples.vocab_sizes]
     if n == 0:
         return counts
+    if max_len is not None and max_len < 1:
+        raise ValueError(f"max_len {max_len} is invalid; pass the model's history length T (at least 1) or None")
+
+    hist_start = samples.hist_start
+    if max_len is not None:
+        hist_start = np.maximum(samples.hist_start, samples.hist_end - max_len)
 
     # Chunks end where the running count of rows (history plus candidate) passes
     # the budget, and a chunk always contains at least one sample.
-    rows_through = np.cumsum(samples.hist_len + 1)
+    rows_through = np.cumsum(samples.hist_end - hist_start + 1)
     lo = 0
     while lo < n:
         rows_before = int(rows_through[lo - 1]) if lo else 0
         hi = int(np.searchsorted(rows_through, rows_before + _COUNT_CHUNK_ROWS, side="right"))
         hi = min(max(hi, lo + 1), n)
 
-        start = samples.hist_start[lo:hi]
+        start = hist_start[lo:hi]
         lengths = samples.hist_end[lo:hi] - start
         owner = np.repeat(np.arange(hi - lo, dtype=np.int64), lengths)
         first_of_owner = np.repeat(np.cumsum(lengths) - lengths, lengths)

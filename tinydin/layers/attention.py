@@ -214,6 +214,10 @@ class ActivationUnit(Layer):
             raise ValueError(f"dscores has shape {dscores.shape}, expected {mask.shape} (B, T) like the scores")
 
         if k_rows.shape[0] == 0:
+            # The inner layers ran no forward pass, so their grads are from an
+            # earlier batch: zero them too, for callers that read layer by layer.
+            for name, layer in self.named_layers():
+                layer.grads = {key: np.zeros_like(value) for key, value in layer.params.items()}
             self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
             return np.zeros_like(q), np.zeros_like(keys)
 
