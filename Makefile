@@ -5,6 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# One BLAS thread unless the caller chose otherwise: tinydin's matrices are small,
+# and on a busy 2-core machine two OpenBLAS threads made a DIN training step 15
+# to 40 times slower (measured with the command line's training loop).
+export OPENBLAS_NUM_THREADS ?= 1
+
 .PHONY: demo test notebooks lab bench movielens gradcheck clean
 
 $(STAMP): pyproject.toml
