@@ -137,10 +137,10 @@ def run_all(seed: int = 0) -> list[CheckRow]:
     """Run every layer case, then every whole-model case, and return all rows.
 
     Layer rows divide by each tensor's own scale. Model rows divide by the
-    largest gradient anywhere in the model (`tinydin.models.check_model`): in a
-    whole model some tensors have a gradient of nearly zero on a small batch
-    (a PReLU slope whose inputs are all positive), and their numerical estimate
-    is only roundoff.
+    largest gradient anywhere in the model (`tinydin.models.check_model`). The
+    reason: on a small batch some tensors of a whole model have a gradient of
+    nearly zero (a PReLU slope whose inputs are all positive), and their
+    numerical estimate is only roundoff.
     """
     from tinydin.models import check_model, model_gradcheck_cases
 

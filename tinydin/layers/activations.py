@@ -10,9 +10,9 @@ learnable slope alpha per unit:
                                                  a soft switch at the batch mean
 
 Dice in training uses the mini-batch mean and biased variance of each unit, over
-the rows that `mask` marks as valid (padded behaviours must not shift the
-statistics), and keeps exponential moving averages of them for inference, where
-a row's output no longer depends on the rest of its batch.
+the rows that `mask` marks as valid, because padded behaviours must not shift the
+statistics. It keeps exponential moving averages of them for inference, where a
+row's output no longer depends on the rest of its batch.
 
 Backward (g = dL/df, x the input):
 
