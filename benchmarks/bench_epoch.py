@@ -95,7 +95,7 @@ def movielens_part() -> str:
     header = ["model", "training samples", "batches", "load s", "setup s (counts, model)", "epoch s",
               "samples/s", "peak RSS GiB"]
     intro = (
-        "\"setup\" is building the model and the SGD optimizer, whose MBA occurrence counts "
+        X
         "(count_occurrences over every sample's full stored history) dominate it. The epoch time "
         "covers shuffling, batch building and the training steps."
     )
