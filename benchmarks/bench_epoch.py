@@ -95,9 +95,9 @@ def movielens_part() -> str:
     header = ["model", "training samples", "batches", "load s", "setup s (counts, model)", "epoch s",
               "samples/s", "peak RSS GiB"]
     intro = (
-        X
-        "(count_occurrences over every sample's full stored history) dominate it. The epoch time "
-        "covers shuffling, batch building and the training steps."
+        "\"setup\" is building the model and the SGD optimizer, including the MBA occurrence "
+        "counts (tinydin.models.occurrence_counts). The epoch time covers shuffling, batch "
+        "building and the training steps."
     )
     return "\n\n".join(["#### ml-latest-small", intro, table(header, rows)] + verdicts)
 
