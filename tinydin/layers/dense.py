@@ -15,6 +15,17 @@ import numpy as np
 from tinydin.layers.base import Layer, check_dtype
 
 
+def sum_rows(rows: np.ndarray) -> np.ndarray:
+    """Return the column sums (H,) of rows (N, H), the same as rows.sum(axis=0).
+
+    Computed as ones (N,) @ rows, a BLAS matrix-vector product, because
+    NumPy's own reduction over axis 0 runs an H-long loop once per row. For
+    N = 6529, H = 36 in float32 the reduction took 155 us and the product
+    14 us (NumPy 2.4, one OpenBLAS thread, AMD EPYC).
+    """
+    return np.ones(rows.shape[0], dtype=rows.dtype) @ rows
+
+
 class Dense(Layer):
     """Affine layer with weight "W" (H_in, H_out) and bias "b" (H_out,).
 
@@ -64,7 +75,7 @@ class Dense(Layer):
 
         self.grads["W"] = x2.T @ dout2
         if "b" in self.params:
-            self.grads["b"] = dout2.sum(axis=0)
+            self.grads["b"] = sum_rows(dout2)
         dx2 = dout2 @ self.params["W"].T
 
         return dx2.reshape(*leading, self.in_dim)
