@@ -56,3 +56,17 @@ def test_sum_rows_hand_calculation():
 
 def test_sum_rows_no_rows():
     np.testing.assert_array_equal(sum_rows(np.zeros((0, 3))), [0.0, 0.0, 0.0])
+
+
+def test_dense_single_output_gradients():
+    # One output unit takes the broadcast-product branch of backward.
+    rng = np.random.default_rng(3)
+    layer = Dense(4, 1, rng=rng, dtype=np.float64)
+    layer.params["b"][:] = rng.standard_normal(1)
+    x = rng.standard_normal((3, 5, 4))
+    rows = check_layer(layer, [x])
+    for row in rows:
+        assert row.passed, f"{row.param}: {row.rel_error:.2e}"
+    dout = rng.standard_normal((3, 5, 1))
+    layer.forward(x)
+    np.testing.assert_array_equal(layer.backward(dout), dout @ layer.params["W"].T)
