@@ -3,7 +3,7 @@ import pytest
 
 from tinydin.gradcheck import check_layer, format_rows
 from tinydin.layers.base import SparseGrad
-from tinydin.layers.embedding import Embedding, ItemEmbedding
+from tinydin.layers.embedding import Embedding, ItemEmbedding, stable_argsort_ids, sum_runs
 
 
 def one_hot(ids, num_rows):
@@ -125,6 +125,52 @@ def test_backward_wrong_shape_rejected():
     table.forward(IDS)
     with pytest.raises(ValueError, match=r"expected \(2, 4, 3\)"):
         table.backward(np.ones((2, 4, 2)))
+
+
+def test_forward_padding_zero_with_zero_row():
+    # Row 0 as initialized (all zero) takes the path without the masked write.
+    table = Embedding(6, 3, rng=np.random.default_rng(0), dtype=np.float64)
+    out = table.forward(IDS)
+    assert np.all(out[IDS == 0] == 0.0)
+    np.testing.assert_array_equal(out[IDS != 0], table.params["weight"][IDS[IDS != 0]])
+
+
+def test_forward_padding_zero_after_row_change():
+    table = Embedding(6, 3, rng=np.random.default_rng(0), dtype=np.float64)
+    table.forward(IDS)
+    table.params["weight"][0, 1] = 1e-3  # a finite-difference nudge of row 0
+    out = table.forward(IDS)
+    assert np.all(out[IDS == 0] == 0.0)
+
+
+def test_backward_ids_above_65535():
+    # Ids of 16 bits or more take extra passes of the radix sort.
+    table = Embedding(70000, 2, rng=np.random.default_rng(0), dtype=np.float64)
+    ids = np.array([69999, 3, 0, 65536, 69999, 65535, 3])
+    dout = np.random.default_rng(1).standard_normal((7, 2))
+    table.forward(ids)
+    table.backward(dout)
+    grad = table.grads["weight"]
+    np.testing.assert_array_equal(grad.ids, [3, 65535, 65536, 69999])
+    np.testing.assert_allclose(grad.rows[0], dout[1] + dout[6], rtol=1e-15)
+    np.testing.assert_array_equal(grad.rows[1], dout[5])
+    np.testing.assert_array_equal(grad.rows[2], dout[3])
+    np.testing.assert_allclose(grad.rows[3], dout[0] + dout[4], rtol=1e-15)
+
+
+@pytest.mark.parametrize("high", [5, 70000, 2**40])
+def test_stable_argsort_ids_matches_numpy(high):
+    ids = np.random.default_rng(4).integers(0, high, 500)
+    np.testing.assert_array_equal(stable_argsort_ids(ids), np.argsort(ids, kind="stable"))
+
+
+@pytest.mark.parametrize("lengths", [[1, 1, 3, 1, 1, 1], [2, 3, 1, 4], [1, 1, 1], [5]])
+def test_sum_runs_equals_reduceat(lengths):
+    # The first case has mostly runs of one row, the second mostly long runs.
+    rows = np.random.default_rng(5).standard_normal((sum(lengths), 3))
+    starts = np.cumsum(lengths) - lengths
+    expected = np.add.reduceat(rows, starts, axis=0)
+    np.testing.assert_array_equal(sum_runs(rows, starts, np.array(lengths)), expected)
 
 
 def test_init_padding_row_zero():
