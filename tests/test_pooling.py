@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from tinydin.gradcheck import check_layer, format_rows
-from tinydin.layers.pooling import MeanPooling, SumPooling, WeightedSumPooling, masked_softmax
+from tinydin.layers.pooling import (
+    MeanPooling,
+    SumPooling,
+    WeightedSumPooling,
+    masked_softmax,
+    outer_per_sample,
+    zero_nonfinite_padding,
+)
 
 # B = 3, T = 4: row 0 full, row 1 with two padded positions, row 2 fully padded.
 MASK = np.array([
@@ -189,3 +196,33 @@ def test_sum_and_mean_padding_gradient_zero(pooling_class):
     pooling.forward(keys, MASK)
     dkeys = pooling.backward(np.random.default_rng(6).standard_normal((3, 3)))
     assert np.all(dkeys[~MASK] == 0.0)
+
+
+def test_zero_nonfinite_padding_keeps_finite_keys():
+    _, keys = batch()
+    assert zero_nonfinite_padding(keys, MASK) is keys
+
+
+def test_zero_nonfinite_padding_zeroes_padding():
+    _, keys = batch()
+    keys[1, 3] = np.inf
+    cleaned = zero_nonfinite_padding(keys, MASK)
+    assert np.all(cleaned[~MASK] == 0.0)
+    np.testing.assert_array_equal(cleaned[MASK], keys[MASK])
+
+
+def test_outer_per_sample_hand_calculation():
+    weights = np.array([[2.0, 0.0], [-1.0, 3.0]])
+    vectors = np.array([[1.0, 4.0], [5.0, -2.0]])
+    expected = np.array([[[2.0, 8.0], [0.0, 0.0]], [[-5.0, 2.0], [15.0, -6.0]]])
+    np.testing.assert_array_equal(outer_per_sample(weights, vectors), expected)
+
+
+@pytest.mark.parametrize("pooling_class", [SumPooling, MeanPooling])
+def test_sum_and_mean_nonfinite_padding_does_not_leak(pooling_class):
+    _, keys = batch()
+    keys[~MASK] = np.inf
+    with np.errstate(all="raise"):
+        pooled = pooling_class().forward(keys, MASK)
+    assert np.all(np.isfinite(pooled))
+    assert np.all(pooled[2] == 0.0)
