@@ -409,3 +409,24 @@ def test_fully_padded_batch_clears_inner_grads():
     for name, layer in unit_layer.named_layers():
         for key, grad in layer.grads.items():
             assert not np.any(grad), f"{name}.{key} kept a gradient from the earlier batch"
+
+
+@pytest.mark.parametrize("unit", ["outer", "concat"])
+@pytest.mark.parametrize("materialized", [False, True])
+def test_fortran_order_keys_same_result(unit, materialized):
+    # The packed rows are found through a flat index into the B * T positions,
+    # which must not depend on the memory order of the caller's keys.
+    q, keys = batch()
+    dscores = np.random.default_rng(3).standard_normal(MASK.shape)
+    c_layer = make_unit(unit, materialized=materialized)
+    f_layer = make_unit(unit, materialized=materialized)
+
+    c_scores = c_layer.forward(q, keys, MASK)
+    c_dq, c_dkeys = c_layer.backward(dscores)
+    f_scores = f_layer.forward(q, np.asfortranarray(keys), MASK)
+    f_dq, f_dkeys = f_layer.backward(dscores)
+
+    np.testing.assert_allclose(f_scores, c_scores, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(f_dq, c_dq, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(f_dkeys, c_dkeys, rtol=1e-13, atol=1e-15)
+    assert np.all(f_dkeys[~MASK] == 0.0)
