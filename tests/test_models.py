@@ -383,3 +383,48 @@ def test_occurrence_counts_by_hand():
     # The item bias counts candidates only: item 2 twice, items 3 and 6 once.
     assert counts["item_bias.weight"].tolist() == [0, 0, 2, 1, 0, 0, 1]
     assert counts["user_embedding.age.weight"].tolist() == [0, 2, 1]
+
+
+# Item bias started from click rates -------------------------------------------------
+
+def test_item_bias_init_by_hand():
+    samples = tiny_samples().subset(np.array([0, 1, 2]))
+    model = DIN(small_config(samples))
+    model.init_item_bias_from_rates(samples, prior_strength=2.0)
+    # Labels 1, 0, 1: global rate 2/3, log-odds log 2. Item 2: 2 clicks in 2
+    # impressions -> (2 + 4/3) / (2 + 2) = 5/6, log-odds log 5. Item 6: 0 of 1
+    # -> (0 + 4/3) / (1 + 2) = 4/9, log-odds log(4/5). Unseen items: the prior.
+    expected = np.array([0.0, 0.0, np.log(2.5), 0.0, 0.0, 0.0, np.log(0.4)])
+    np.testing.assert_allclose(model.bias_table.params["weight"][:, 0], expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.output.params["b"], [np.log(2.0)], rtol=1e-12)
+
+
+def test_item_bias_init_matches_popularity():
+    samples = tiny_samples()
+    model = DIN(small_config(samples))
+    model.init_item_bias_from_rates(samples)
+    # With the MLP's last layer silenced, the logit is the bias alone.
+    model.output.params["W"][...] = 0.0
+    popularity = Popularity(small_config(samples)).fit(samples)
+    np.testing.assert_allclose(model.predict(samples), popularity.predict(samples), rtol=1e-12)
+
+
+def test_item_bias_init_keeps_padding_row():
+    samples = tiny_samples()
+    model = BaseModel(small_config(samples))
+    model.init_item_bias_from_rates(samples)
+    assert model.bias_table.params["weight"][0, 0] == 0.0
+
+
+def test_item_bias_init_without_bias():
+    samples = tiny_samples()
+    model = DIN(small_config(samples, item_bias=False))
+    with pytest.raises(ValueError, match="has no item bias"):
+        model.init_item_bias_from_rates(samples)
+
+
+def test_item_bias_init_one_label():
+    samples = tiny_samples().subset(np.array([0, 2]))  # two clicks, no non-click
+    model = DIN(small_config(samples))
+    with pytest.raises(ValueError, match="click rate is 1.0, so its log-odds are infinite"):
+        model.init_item_bias_from_rates(samples)

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 
 import tinydin.train as train_module
+from tinydin.data.batching import iterate_batches
 from tinydin.data.registry import DatasetSplits
 from tinydin.data.samples import split_by_user
 from tinydin.data.synthetic import SyntheticOptions, make_synthetic
-from tinydin.models import ModelConfig, Popularity, build_model
+from tinydin.layers.losses import BCEWithLogits
+from tinydin.models import ModelConfig, Popularity, build_model, occurrence_counts
 from tinydin.train import TrainConfig, default_train_config, evaluate, train
 
 TINY_WORLD = SyntheticOptions(n_users=60, samples_per_user=10, n_categories=6, subtopics_per_category=2,
@@ -145,6 +147,73 @@ def test_curves_plot(splits, tmp_path):
     assert list(loss_axes.get_lines()[0].get_ydata()) == [row["train_loss"] for row in result.history]
 
 
+def test_click_rate_init_before_first_step(splits):
+    model = small_model(splits)
+    # A learning rate this small leaves the bias where the warm start put it.
+    train(model, splits, quick_config(epochs=1, lr=1e-9, item_bias_init="click_rate"))
+
+    # Independent of the model: smoothed log-odds with m = 10, minus the global log-odds.
+    items, labels = splits.train.candidate[:, 0], splits.train.label.astype(np.float64)
+    num_rows = model.config.vocab_sizes[0] + 1
+    prior = labels.mean()
+    rates = (np.bincount(items, weights=labels, minlength=num_rows) + 10 * prior) / (
+        np.bincount(items, minlength=num_rows) + 10)
+    expected = np.log(rates / (1 - rates)) - np.log(prior / (1 - prior))
+    expected[0] = 0.0
+    np.testing.assert_allclose(model.bias_table.params["weight"][:, 0], expected, atol=1e-5)
+
+
+def test_zero_init_leaves_bias_zero_before_training(splits):
+    model = small_model(splits)
+    train(model, splits, quick_config(epochs=1, lr=1e-9))
+    assert np.abs(model.bias_table.params["weight"]).max() < 1e-6
+
+
+def one_step(splits, **overrides):
+    """Run one forward, backward and optimizer step; return the model before and after, and its grads."""
+    model = small_model(splits)
+    model.bias_table.params["weight"][1:] = 0.5  # nonzero, so that decay shows
+    config = quick_config(embedding_reg="mba", reg_lambda=2.0, **overrides)
+    schedule = train_module._make_schedule(config, steps_per_epoch=10)
+    optimizers = train_module._make_optimizers(model, splits.train, config, schedule)
+    batch = next(iterate_batches(splits.train, 16, model.config.max_len, shuffle=False))
+    before = {key: value.copy() for key, value in model.params.items()}
+    loss_layer = BCEWithLogits()
+    loss_layer.forward(model.forward(batch, training=True), batch.label)
+    model.backward(loss_layer.backward(1.0))
+    grads = {key: value for key, value in model.grads.items()}
+    for optimizer in optimizers:
+        optimizer.step()
+    return model, before, grads, len(optimizers)
+
+
+def test_bias_lambda_zero_skips_decay(splits):
+    model, before, grads, count = one_step(splits, item_bias_reg_lambda=0.0)
+    assert count == 2
+    ids, rows = grads["item_bias.weight"].ids, grads["item_bias.weight"].rows
+    expected = before["item_bias.weight"][ids] - 0.2 * rows  # plain SGD, no MBA term
+    np.testing.assert_allclose(model.params["item_bias.weight"][ids], expected, rtol=1e-6)
+
+
+def test_bias_lambda_leaves_tables_decayed(splits):
+    model, before, grads, _ = one_step(splits, item_bias_reg_lambda=0.0)
+    counts = occurrence_counts(model, splits.train)["item_embedding.item.weight"]
+    grad = grads["item_embedding.item.weight"]
+    old = before["item_embedding.item.weight"][grad.ids]
+    expected = old - 0.2 * (grad.rows + (2.0 / counts[grad.ids])[:, None] * old)
+    np.testing.assert_allclose(model.params["item_embedding.item.weight"][grad.ids], expected, rtol=1e-5)
+
+
+def test_bias_lambda_none_uses_reg_lambda(splits):
+    model, before, grads, count = one_step(splits)
+    assert count == 1
+    counts = occurrence_counts(model, splits.train)["item_bias.weight"]
+    grad = grads["item_bias.weight"]
+    old = before["item_bias.weight"][grad.ids]
+    expected = old - 0.2 * (grad.rows + (2.0 / counts[grad.ids])[:, None] * old)
+    np.testing.assert_allclose(model.params["item_bias.weight"][grad.ids], expected, rtol=1e-5)
+
+
 # evaluate -------------------------------------------------------------------------
 
 def test_evaluate_keys(splits):
@@ -181,6 +250,8 @@ def test_evaluate_gauc_undefined(splits):
     ({"embedding_reg": "l1"}, "embedding_reg = 'l1' is not known"),
     ({"patience": -1}, "patience = -1"),
     ({"reg_lambda": float("nan")}, "reg_lambda = nan"),
+    ({"item_bias_init": "mean"}, "item_bias_init = 'mean' is not known"),
+    ({"item_bias_reg_lambda": -1.0}, "item_bias_reg_lambda = -1.0 must be a finite number >= 0"),
 ])
 def test_train_config_rejects(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -203,7 +274,22 @@ def test_defaults_per_model():
 def test_defaults_take_overrides():
     config = default_train_config("movielens", "din", epochs=1, verbose=False)
     assert config.epochs == 1
-    assert config.reg_lambda == 3.0
+    assert config.reg_lambda == 25.0
+
+
+@pytest.mark.parametrize("kind", ["din", "base"])
+def test_movielens_defaults_start_bias_from_rates(kind):
+    config = default_train_config("movielens", kind)
+    assert config.item_bias_init == "click_rate"
+    assert config.item_bias_reg_lambda == 0.0
+
+
+@pytest.mark.parametrize("kind", ["din", "base"])
+def test_movielens_defaults_pass_decay_check(kind):
+    # The rarest MovieLens ids occur in one training sample, and SGD rejects
+    # lr * lambda / n_j above 1.
+    config = default_train_config("movielens", kind)
+    assert config.lr * config.reg_lambda <= 1.0 + 1e-12
 
 
 def test_defaults_unknown_dataset():

@@ -13,7 +13,9 @@ items h_1..h_T (mask_t = 1 on real items, 0 on padding):
 
 b is the optional item bias: a scalar embedding of the candidate's first field
 (the item id), as the official DIN code adds, so the MLP need not spend capacity
-on how often an item is clicked at all.
+on how often an item is clicked at all. It starts at zero, or, through
+`init_item_bias_from_rates`, at each item's smoothed click-rate log-odds in the
+training split (what the popularity baseline scores).
 
 The BaseModel replaces a_t and the weighted sum by u = sum_t mask_t k_t (or the
 mean over valid t). Everything else, tables and MLP included, is the same, so a
@@ -30,6 +32,7 @@ rate in the training split.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Iterator
 
@@ -299,6 +302,37 @@ class _EmbeddingMLPModel(Layer):
             if own:
                 layer.load_state({key: state[f"{layer_name}.{key}"] for key in own})
 
+    def init_item_bias_from_rates(self, train: Samples, prior_strength: float | None = None) -> None:
+        """Start the item bias at what the popularity baseline knows from `train`.
+
+            b[j]     = logit(rate_j) - logit(prior)      rate_j from smoothed_click_rates
+            output.b = logit(prior)
+
+        so an untrained model scores an item as the popularity baseline does,
+        plus what the randomly initialized MLP adds. Items never shown in
+        `train`, and row 0, keep b = 0: the global rate. A bias pulled toward
+        zero is pulled toward the global rate, as the popularity prior is.
+        Pass the training split only; a validation or test label here leaks.
+        prior_strength: m of the smoothing; None gives POPULARITY_PRIOR_STRENGTH.
+        """
+        if prior_strength is None:
+            prior_strength = POPULARITY_PRIOR_STRENGTH
+        if self.bias_table is None:
+            raise ValueError("this model has no item bias (ModelConfig.item_bias=False); build it with item_bias=True")
+        rates, prior = smoothed_click_rates(train, self.config, prior_strength)
+        if not 0.0 < prior < 1.0:
+            raise ValueError(
+                f"the training split's click rate is {prior}, so its log-odds are infinite; the item "
+                f"bias can start from click rates only when the split has both clicks and non-clicks"
+            )
+
+        log_odds = np.log(rates) - np.log1p(-rates)  # (V + 1,)
+        prior_log_odds = math.log(prior) - math.log1p(-prior)
+        weight = self.bias_table.params["weight"]  # (V + 1, 1)
+        weight[:, 0] = log_odds - prior_log_odds
+        weight[0] = 0.0
+        self.output.params["b"][...] = prior_log_odds
+
     def forward(self, batch: Batch, training: bool = True) -> np.ndarray:
         """Return the logits (B,) of a batch; see the module docstring for the steps."""
         candidate, history, mask, user_ids = self._check_batch(batch)
@@ -495,6 +529,34 @@ class BaseModel(_EmbeddingMLPModel):
 POPULARITY_PRIOR_STRENGTH = 10.0
 
 
+def smoothed_click_rates(train: Samples, config: ModelConfig,
+                         prior_strength: float = POPULARITY_PRIOR_STRENGTH) -> tuple[np.ndarray, float]:
+    """Return each item's smoothed click rate (V + 1,) float64 in `train`, and the global click rate.
+
+    rate[j] = (clicks_j + prior * m) / (impressions_j + m) over the samples whose
+    candidate is item j (first field), prior = the mean label, m = prior_strength.
+    Row 0 (padding) and items never shown get the prior.
+    """
+    if not prior_strength > 0:
+        raise ValueError(f"prior_strength {prior_strength} must be positive (a count of pseudo-impressions)")
+    if len(train) == 0:
+        raise ValueError("the training split is empty; click rates need at least one sample")
+    num_rows = config.vocab_sizes[0] + 1
+    items = train.candidate[:, 0]
+    if items.max() >= num_rows:
+        raise ValueError(
+            f"candidate id {int(items.max())} is outside the table (1..{num_rows - 1}) of field "
+            f"'{config.item_fields[0]}'; build the config from the same data"
+        )
+    labels = train.label.astype(np.float64)
+    clicks = np.bincount(items, weights=labels, minlength=num_rows)
+    impressions = np.bincount(items, minlength=num_rows).astype(np.float64)
+
+    prior = float(labels.mean())
+    rates = (clicks + prior * prior_strength) / (impressions + prior_strength)
+    return rates, prior
+
+
 class Popularity:
     """Scores each candidate by its smoothed click rate in the training split.
 
@@ -516,21 +578,7 @@ class Popularity:
 
     def fit(self, train: Samples) -> Popularity:
         """Count clicks and impressions per candidate item in `train`."""
-        if len(train) == 0:
-            raise ValueError("the training split is empty; popularity needs at least one sample")
-        num_rows = self.config.vocab_sizes[0] + 1
-        items = train.candidate[:, 0]
-        if items.max() >= num_rows:
-            raise ValueError(
-                f"candidate id {int(items.max())} is outside the table (1..{num_rows - 1}) of field "
-                f"'{self.config.item_fields[0]}'; build the config from the same data"
-            )
-        labels = train.label.astype(np.float64)
-        clicks = np.bincount(items, weights=labels, minlength=num_rows)
-        impressions = np.bincount(items, minlength=num_rows).astype(np.float64)
-
-        self.prior = float(labels.mean())
-        self.rates = (clicks + self.prior * self.prior_strength) / (impressions + self.prior_strength)
+        self.rates, self.prior = smoothed_click_rates(train, self.config, self.prior_strength)
         return self
 
     def predict(self, data, batch_size: int = 1024) -> np.ndarray:
