@@ -522,3 +522,24 @@ def test_mba_rejects_decay_factor_above_one():
     with pytest.raises(ValueError, match="needs this at most 1"):
         SGD(OneTable(), lr=0.5, embedding_reg="mba", reg_lambda=2.1, occurrence_counts=counts)
     SGD(OneTable(), lr=0.5, embedding_reg="mba", reg_lambda=2.0, occurrence_counts=counts)
+
+
+def test_mba_float32_matches_float64():
+    # The float32 step computes lambda / n_j and the update in float32; it must
+    # agree with the float64 step to float32 precision.
+    model64, layer64 = table_model(np.float64)
+    model32, layer32 = table_model(np.float32)
+    for model in (model64, model32):
+        SGD(model, 0.1, embedding_reg="mba", reg_lambda=0.5, occurrence_counts={"emb.weight": COUNTS}).step()
+    np.testing.assert_allclose(layer32.params["weight"], layer64.params["weight"], rtol=2e-7, atol=0)
+
+
+def test_mba_counts_read_at_construction():
+    model, layer = table_model()
+    counts = COUNTS.copy()
+    opt = SGD(model, 0.1, embedding_reg="mba", reg_lambda=0.5, occurrence_counts={"emb.weight": counts})
+    counts[2] = 0  # too late: the optimizer keeps lambda / n_j from construction
+
+    opt.step()
+
+    np.testing.assert_allclose(layer.params["weight"][2], [0.9675, -2.015], rtol=0, atol=1e-12)

@@ -129,7 +129,8 @@ class SGD:
     occurrence_counts: for "mba" with reg_lambda > 0, a mapping from each
         table's name to a (V + 1,) array of n_j, the number of training samples
         in which id j occurs, each sample counting an id once. Entry 0 is not
-        used. Ignored by "l2" and "none".
+        used. Read once, when the optimizer is built. Ignored by "l2" and
+        "none".
     weight_decay: L2 coefficient for dense parameters named "W".
 
     step() updates every parameter that has a gradient in its layer's `grads`,
@@ -182,9 +183,11 @@ class SGD:
         }
 
         self._counts: dict[str, np.ndarray] = {}
+        self._decay: dict[str, np.ndarray] = {}
         if self._uses_counts:
             self._counts = self._check_counts(occurrence_counts)
             self._check_decay_factor()
+            self._decay = self._decay_rates()
 
     @property
     def lr(self) -> float:
@@ -296,6 +299,22 @@ class SGD:
                     f"{rarest / lr:.3g}"
                 )
 
+    def _decay_rates(self) -> dict[str, np.ndarray]:
+        """Return lambda / n_j (V + 1,) per table in the table's dtype, inf where n_j = 0.
+
+        Computed once, so that a step gathers one float32 value per batch row
+        (in the check, which hands it to the update) instead of the int64
+        count twice, and its arithmetic stays in float32. inf marks the ids
+        that the check rejects.
+        """
+        params = self._params_by_name()
+        rates = {}
+        for name, counts in self._counts.items():
+            rate = np.full(counts.shape, np.inf, dtype=params[name].dtype)
+            np.divide(self.reg_lambda, counts, out=rate, where=counts > 0)
+            rates[name] = rate
+        return rates
+
     def step(self) -> None:
         """Apply one update from the gradients in the layers, then advance the schedule."""
         lr = self.lr
@@ -309,22 +328,24 @@ class SGD:
                 if grad is None:
                     continue
                 full_name = f"{layer_name}.{param_name}"
+                decay = None
                 if isinstance(grad, SparseGrad):
-                    self._check_sparse(full_name, param, grad)
+                    decay = self._check_sparse(full_name, param, grad)
                     self._tables.add(full_name)
                 else:
                     self._check_dense(full_name, param, grad)
-                updates.append((full_name, param_name, param, grad))
+                updates.append((param_name, param, grad, decay))
 
-        for full_name, param_name, param, grad in updates:
+        for param_name, param, grad, decay in updates:
             if isinstance(grad, SparseGrad):
-                self._update_table(full_name, param, grad, lr)
+                self._update_table(param, grad, lr, decay)
             else:
                 self._update_dense(param_name, param, grad, lr)
 
         self.step_count += 1
 
-    def _check_sparse(self, full_name: str, table: np.ndarray, grad: SparseGrad) -> None:
+    def _check_sparse(self, full_name: str, table: np.ndarray, grad: SparseGrad) -> np.ndarray | None:
+        """Validate a table's SparseGrad and return lambda / n_j (U,) of its rows under MBA, else None."""
         ids, rows = np.asarray(grad.ids), np.asarray(grad.rows)
         num_rows, dim = table.shape[0], table.shape[-1]
         if table.ndim != 2 or ids.ndim != 1 or rows.shape != (ids.shape[0], dim):
@@ -351,14 +372,16 @@ class SGD:
                     f"embedding table {full_name!r} has no occurrence counts; add it to "
                     f"occurrence_counts (tables with counts: {sorted(self._counts)})"
                 )
-            counts = self._counts[full_name][ids]  # (U,)
-            if (counts <= 0).any():
-                bad_id = ids[np.flatnonzero(counts <= 0)[0]]
+            decay = np.take(self._decay[full_name], ids)  # (U,), inf where n_j = 0
+            if not np.isfinite(decay).all():
+                bad_id = ids[np.flatnonzero(~np.isfinite(decay))[0]]
                 raise ValueError(
                     f"id {bad_id} of embedding table {full_name!r} is in the batch but its "
                     f"occurrence count is 0; count occurrences on the same training data "
                     f"that the batches come from"
                 )
+            return decay
+        return None
 
     def _check_dense(self, full_name: str, param: np.ndarray, grad) -> None:
         if full_name in self._tables:
@@ -378,15 +401,16 @@ class SGD:
                 f"lower the learning rate or check the loss for overflow"
             )
 
-    def _update_table(self, full_name: str, table: np.ndarray, grad: SparseGrad, lr: float) -> None:
+    def _update_table(self, table: np.ndarray, grad: SparseGrad, lr: float, decay: np.ndarray | None) -> None:
         ids, g = grad.ids, grad.rows  # (U,), (U, D)
-        old_rows = table[ids]  # (U, D), a copy
+        old_rows = np.take(table, ids, axis=0)  # (U, D), a copy; np.take copies whole rows
 
-        if self._uses_counts:
-            # alpha_mj / n_j: 1 / n_j for each row of the batch.
-            scale = self.reg_lambda / self._counts[full_name][ids]  # (U,)
-            new_rows = old_rows - lr * (g + scale[:, None] * old_rows)
-            table[ids] = new_rows
+        if decay is not None:
+            # decay = lambda * alpha_mj / n_j for each row of the batch, with alpha_mj = 1.
+            step = decay[:, None] * old_rows  # (U, D)
+            step += g
+            step *= lr
+            table[ids] = old_rows - step
             return
 
         if self.embedding_reg == "l2" and self.reg_lambda > 0:
