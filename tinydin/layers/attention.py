@@ -219,9 +219,10 @@ class ActivationUnit(Layer):
 
         if k_rows.shape[0] == 0:
             # The inner layers ran no forward pass, so their grads are from an
-            # earlier batch: zero them too, for callers that read layer by layer.
+            # earlier batch: clear them, so an optimizer that walks the inner
+            # layers skips them instead of applying a stale gradient.
             for name, layer in self.named_layers():
-                layer.grads = {key: np.zeros_like(value) for key, value in layer.params.items()}
+                layer.grads = {}
             self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
             return np.zeros_like(q), np.zeros_like(keys)
 
