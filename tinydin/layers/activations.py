@@ -250,34 +250,38 @@ class Dice(Layer):
         if valid is not None:
             dout2 = dout2 * valid[:, None]  # masked rows get no gradient
 
-        # The rows g * s * (1 - p) sum to dL/dalpha and, times (1 - alpha) p, give dL/dz.
+        # The rows g * s * (1 - p) sum to dL/dalpha and give dL/dz below.
         dalpha_rows = dout2 * x2
         dalpha_rows *= 1.0 - p
         self.grads["alpha"] = sum_rows(dalpha_rows)
         dx2 = dout2 * slope
 
-        dz = dalpha_rows * p  # dL/dp * p * (1 - p), zero on masked rows because dout2 is
-        dz *= 1.0 - alpha
+        # dL/dz = dL/dp * p * (1 - p) = (1 - alpha) * g * s * (1 - p) * p, zero on
+        # masked rows because dout2 is. The batch-norm step below is linear and
+        # acts on each unit separately, so the per-unit factors 1 - alpha and
+        # 1 / std commute with it and are applied once, together, at the end.
+        dz_unscaled = dalpha_rows * p  # dL/dz / (1 - alpha)
+        dz_scale = (1.0 - alpha) * inv_std  # (H,)
 
         if batch_stats and valid is None:
             # Batch-norm backward over all rows, in place.
-            mean_dz = sum_rows(dz) / n_valid
-            mean_dz_z = sum_rows(dz * z) / n_valid
-            dz -= mean_dz
-            dz -= z * mean_dz_z
-            dz *= inv_std
-            dx2 += dz
+            mean_dz = sum_rows(dz_unscaled) / n_valid
+            mean_dz_z = sum_rows(dz_unscaled * z) / n_valid
+            dz_unscaled -= mean_dz
+            dz_unscaled -= z * mean_dz_z
+            dz_unscaled *= dz_scale
+            dx2 += dz_unscaled
         elif batch_stats:
             # Batch-norm backward over the n valid rows: z moves with the mean and
             # the variance, which every valid row shares.
-            dz_valid = dz[valid]
+            dz_valid = dz_unscaled[valid]
             z_valid = z[valid]
             mean_dz = sum_rows(dz_valid) / n_valid
             mean_dz_z = sum_rows(dz_valid * z_valid) / n_valid
-            dx2[valid] += inv_std * (dz_valid - mean_dz - z_valid * mean_dz_z)
+            dx2[valid] += dz_scale * (dz_valid - mean_dz - z_valid * mean_dz_z)
         else:
-            dz *= inv_std
-            dx2 += dz
+            dz_unscaled *= dz_scale
+            dx2 += dz_unscaled
 
         return dx2.reshape(shape)
 
