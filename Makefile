@@ -37,8 +37,9 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --out docs/benchmarks.md
 
-# DATA_DIR: a local copy of a MovieLens release; without it the data is downloaded
-# once into ~/.cache/tinydin.
+# DATA_DIR: a local copy of a MovieLens release. Without it, the folder named by
+# TINYDIN_MOVIELENS_DIR is used, or else ml-latest-small is downloaded once into
+# $TINYDIN_DATA_HOME (default ~/.cache/tinydin).
 movielens: $(STAMP)
 	$(PY) -m tinydin compare --data movielens $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 

@@ -64,6 +64,17 @@ def test_train_then_evaluate(tmp_path, capsys, fast_defaults):
     assert evaluation["test"]["logloss"] == metrics["test"]["logloss"]
 
 
+def test_train_bias_and_decay_flags(tmp_path, fast_defaults):
+    out = tmp_path / "flags"
+    assert main(["train", "--data", "synthetic", *TINY, "--model", "din", "--weight-decay", "0.001",
+                 "--item-bias-init", "click_rate", "--item-bias-reg-lambda", "0", "--out", str(out),
+                 "--quiet"]) == 0
+    train_config = json.loads((out / "metrics.json").read_text())["train_config"]
+    assert train_config["weight_decay"] == 0.001
+    assert train_config["item_bias_init"] == "click_rate"
+    assert train_config["item_bias_reg_lambda"] == 0.0
+
+
 def test_train_popularity(tmp_path, fast_defaults):
     out = tmp_path / "popularity"
     assert main(["train", "--data", "synthetic", *TINY, "--model", "popularity", "--out", str(out), "--quiet"]) == 0

@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="learning rate schedule; step halves it after every epoch (default: the dataset's default)")
     train.add_argument("--reg-lambda", type=float,
                        help="lambda of the embedding regularization (default: the dataset's default)")
+    train.add_argument("--weight-decay", type=float,
+                       help="L2 on the MLP weight matrices (default: the dataset's default)")
+    train.add_argument("--item-bias-init", choices=("zero", "click_rate"),
+                       help="start of the per-item bias: zero, or each item's smoothed training click "
+                            "log-odds (default: the dataset's default)")
+    train.add_argument("--item-bias-reg-lambda", type=float,
+                       help="lambda of the item bias's own regularization (default: the dataset's default)")
     train.add_argument("--patience", type=int,
                        help="stop after this many epochs without a better validation AUC; 0 never stops early "
                             "(default: the dataset's default)")
@@ -199,7 +206,9 @@ def run_train(args) -> int:
         model_overrides["attention_activation"] = args.activation
     train_overrides = {"verbose": not args.quiet}
     flags = (("reg", "embedding_reg"), ("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
-             ("schedule", "schedule"), ("reg_lambda", "reg_lambda"), ("patience", "patience"))
+             ("schedule", "schedule"), ("reg_lambda", "reg_lambda"), ("patience", "patience"),
+             ("weight_decay", "weight_decay"), ("item_bias_init", "item_bias_init"),
+             ("item_bias_reg_lambda", "item_bias_reg_lambda"))
     for flag, key in flags:
         value = getattr(args, flag)
         if value is not None:
