@@ -164,6 +164,27 @@ def test_count_occurrences_matches_brute_force():
             assert np.array_equal(got, want)
 
 
+def test_count_occurrences_large_ids_brute_force(monkeypatch):
+    # Ids of 16 bits or more take a second radix pass, and candidates often
+    # repeat an id of their own history, which must count once.
+    rng = np.random.default_rng(4)
+    n, rows = 200, 1500
+    start = rng.integers(0, rows, n)
+    end = np.minimum(rows, start + rng.integers(0, 30, n))
+    history = rng.choice([3, 65535, 65536, 70000, 69999], size=rows).astype(np.int32)
+    candidate = rng.choice([3, 65536, 70000], size=n).astype(np.int32)
+    s = Samples(
+        item_fields=("item",), vocab_sizes=(70000,),
+        candidate=candidate[:, None], history=history[:, None],
+        hist_start=start.astype(np.int64), hist_end=end.astype(np.int64),
+        label=rng.integers(0, 2, n).astype(np.float32), user=np.ones(n, dtype=np.int32),
+    )
+    expected = brute_force_counts(s)
+    monkeypatch.setattr(samples_module, "_COUNT_CHUNK_ROWS", 100)
+    for got, want in zip(count_occurrences(s), expected):
+        assert np.array_equal(got, want)
+
+
 def test_count_occurrences_capped_by_hand():
     counts = count_occurrences(toy_samples(), max_len=1)
     # Candidate plus the most recent history item: {2, 1}, {3, 2}, {5, 4}, {1, 5}.
