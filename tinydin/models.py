@@ -303,7 +303,7 @@ class _EmbeddingMLPModel(Layer):
                 layer.load_state({key: state[f"{layer_name}.{key}"] for key in own})
 
     def init_item_bias_from_rates(self, train: Samples, prior_strength: float | None = None) -> None:
-        """Start the item bias at what the popularity baseline knows from `train`.
+        """Start the item bias at the popularity baseline's click rates from `train`.
 
             b[j]     = logit(rate_j) - logit(prior)      rate_j from smoothed_click_rates
             output.b = logit(prior)

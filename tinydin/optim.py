@@ -360,11 +360,7 @@ class SGD:
                 f"SparseGrad ids of {full_name!r} must be sorted, unique and in 1..{num_rows - 1} "
                 f"(0 is padding and gets no gradient), got ids from {ids.min()} to {ids.max()}"
             )
-        if not np.isfinite(rows).all():
-            raise FloatingPointError(
-                f"gradient of {full_name!r} contains NaN or inf at step {self.step_count}; "
-                f"lower the learning rate or check the loss for overflow"
-            )
+        self._check_finite(full_name, rows)
 
         if self._uses_counts:
             if full_name not in self._counts:
@@ -395,6 +391,9 @@ class SGD:
                 f"gradient of {full_name!r} has shape {grad.shape}, expected the parameter's "
                 f"shape {param.shape}"
             )
+        self._check_finite(full_name, grad)
+
+    def _check_finite(self, full_name: str, grad: np.ndarray) -> None:
         if not np.isfinite(grad).all():
             raise FloatingPointError(
                 f"gradient of {full_name!r} contains NaN or inf at step {self.step_count}; "

@@ -9,7 +9,7 @@ One epoch shuffles the training samples (from the seed), and for each batch runs
 
 Before the first step, with item_bias_init="click_rate", the item bias starts
 at the training split's smoothed click-rate log-odds (the popularity
-baseline's table), so the models start from what popularity knows. With
+baseline's table), so the models start from the popularity baseline's scores. With
 item_bias_reg_lambda set, the bias gets its own regularization strength
 (through a second SGD over the bias alone).
 

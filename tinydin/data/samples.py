@@ -15,8 +15,9 @@ behaviour instead of 100 * F * 4 bytes per sample.
 
 Occurrence counts for the mini-batch aware regularizer (Zhou et al., KDD 2018, Eq. 6):
 
-    n_j = number of samples in which id j occurs in the candidate or anywhere in the
-          stored history, each sample counting an id at most once
+    n_j = number of samples in which id j occurs in the candidate or in the history
+          (its most recent max_len items when max_len is given), each sample
+          counting an id at most once
 """
 from __future__ import annotations
 
